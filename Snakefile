@@ -1,0 +1,29 @@
+# opbreak: where LLM inference time goes, operator by operator, prefill and decode.
+# snakemake --cores 1 report/all.md   (default config runs on any CPU)
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/measure.smk"
+include: "rules/aggregate.smk"
+include: "rules/theory.smk"
+include: "rules/report.smk"
+
+
+localrules:
+    all,
+    spec,
+    aggregate,
+    theory,
+    report,
+
+
+rule all:
+    input:
+        "report/all.md",
+    default_target: True

@@ -1,0 +1,111 @@
+"""Aggregate the repeats of every config into the tables the theory and report read.
+
+Every repeat is kept (``ops_repeats.csv``); summaries are over repeats of rank 0
+(ranks of a TP group are synchronised by their collectives). Truncated-layer
+runs are scaled here, once: layer ops x model_layers / num_layers, and the phase
+end-to-end grows by the same added layer time; the ``layer_scale`` column says so.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from .ops import LAYER_OPS, OPS
+from .stats import summarize_groups
+
+VOLATILE_SPEC_KEYS = ()
+
+
+class ProvenanceError(ValueError):
+    pass
+
+
+def check_provenance(prov: dict, spec: dict, path: str):
+    """Reject a result whose recorded spec is not the config it is filed under."""
+    recorded = prov.get("spec", {})
+    diffs = [k for k in sorted(set(spec) | set(recorded)) if k not in VOLATILE_SPEC_KEYS and recorded.get(k) != spec.get(k)]
+    if prov.get("config") != spec["name"] or diffs:
+        shown = ", ".join(f"{k}: recorded {recorded.get(k)!r} vs config {spec.get(k)!r}" for k in diffs[:5])
+        raise ProvenanceError(
+            f"{path}: measured under a different config than {spec['name']!r} ({shown or 'name differs'}); "
+            "delete it or rerun the measure job (snakemake --forcerun measure)"
+        )
+    if spec["device"] == "cuda":
+        if prov.get("device_count", 0) < max(1, spec["num_gpus"]):
+            raise ProvenanceError(f"{path}: ran on {prov.get('device_count')} devices, config {spec['name']!r} declares {spec['num_gpus']}")
+
+
+def scale_layers(ops: pd.DataFrame, steps: pd.DataFrame, spec: dict):
+    """Scale truncated-layer runs to the model's real depth (stated in layer_scale)."""
+    scale = spec["model_layers"] / spec["num_layers"]
+    ops = ops.copy()
+    ops["layer_scale"] = scale
+    ops["time_ms_measured"] = ops["time_ms"]
+    if scale == 1:
+        return ops, steps.assign(e2e_ms_measured=steps["e2e_ms"])
+    is_layer = ops["op"].isin(LAYER_OPS)
+    # embedding all_reduce is one call per forward: scale only the per-layer share of all_reduce
+    frac = pd.Series(1.0, index=ops.index)
+    ar = ops["op"] == "all_reduce"
+    per_fwd = 2 * spec["num_layers"]
+    frac[ar] = per_fwd / (per_fwd + 1) if spec["tp"] > 1 else 1.0
+    added = ops["time_ms"] * frac * (scale - 1) * is_layer
+    ops["time_ms"] = ops["time_ms"] + added
+    ops.loc[is_layer, "calls"] = (ops.loc[is_layer, "calls"] * (1 + frac[is_layer] * (scale - 1))).round().astype(int)
+    ops.loc[is_layer & ops["modeled"], "modeled_bytes"] = (
+        ops.loc[is_layer & ops["modeled"], "modeled_bytes"] * (1 + frac * (scale - 1))
+    ).round()
+    steps = steps.assign(e2e_ms_measured=steps["e2e_ms"])
+    return ops, steps
+
+
+def aggregate(inputs, specs: dict, unstable_cv: float):
+    """inputs: list of (ops_csv, steps_csv, provenance_json) paths; specs: name -> spec."""
+    all_ops, all_steps, provs = [], [], []
+    for ops_p, steps_p, prov_p in inputs:
+        prov = json.loads(open(prov_p).read())
+        spec = specs[prov["config"]] if prov.get("config") in specs else None
+        if spec is None:
+            raise ProvenanceError(f"{prov_p}: config {prov.get('config')!r} is not in the current config file")
+        check_provenance(prov, spec, str(prov_p))
+        ops, steps = pd.read_csv(ops_p), pd.read_csv(steps_p)
+        ops, steps = scale_layers(ops, steps, spec)
+        if spec["model_layers"] != spec["num_layers"]:
+            # phase e2e grows by the layer time the scaling added, per repeat and rank
+            added = (ops["time_ms"] - ops["time_ms_measured"]).groupby([ops["rank"], ops["phase"]]).sum()
+            steps["phase_added_ms"] = [added.get((r, p), 0.0) for r, p in zip(steps["rank"], steps["phase"])]
+        else:
+            steps["phase_added_ms"] = 0.0
+        all_ops.append(ops)
+        all_steps.append(steps)
+        provs.append(prov)
+    ops = pd.concat(all_ops, ignore_index=True)
+    steps = pd.concat(all_steps, ignore_index=True)
+    r0 = ops[ops["rank"] == 0]
+    measured = r0[~r0["modeled"]]
+    summary = summarize_groups(measured, ["config", "phase", "op"], "time_ms", unstable_cv)
+    calls = measured.groupby(["config", "phase", "op"])["calls"].median().rename("calls")
+    summary = summary.merge(calls.reset_index(), on=["config", "phase", "op"], how="left")
+    summary["modeled"] = False
+    summary["modeled_bytes"] = 0
+    mod = r0[r0["modeled"]].groupby(["config", "phase", "op"]).agg(calls=("calls", "median"), modeled_bytes=("modeled_bytes", "median")).reset_index()
+    if len(mod):
+        mod["modeled"] = True
+        summary = pd.concat([summary, mod], ignore_index=True)
+
+    s0 = steps[steps["rank"] == 0]
+    phase_tot = s0.groupby(["config", "repeat", "phase"]).agg(e2e_ms=("e2e_ms", "sum"), steps=("step", "count")).reset_index()
+    added = s0.groupby(["config", "repeat", "phase"])["phase_added_ms"].first().reset_index()
+    phase_tot = phase_tot.merge(added, on=["config", "repeat", "phase"])
+    phase_tot["e2e_ms"] += phase_tot["phase_added_ms"]
+    phase_summary = summarize_groups(phase_tot, ["config", "phase"], "e2e_ms", unstable_cv)
+    summary = summary.merge(phase_summary[["config", "phase", "median_ms"]].rename(columns={"median_ms": "phase_median_ms"}),
+                            on=["config", "phase"], how="left")
+    summary["share"] = summary["median_ms"] / summary["phase_median_ms"]
+    summary["layer_scale"] = summary["config"].map(lambda c: specs[c]["model_layers"] / specs[c]["num_layers"])
+    summary["op_order"] = summary["op"].map(OPS.index)
+    summary = summary.sort_values(["config", "phase", "op_order"]).drop(columns="op_order").reset_index(drop=True)
+    return dict(ops_repeats=ops, ops_summary=summary, phase_totals=phase_tot, phase_summary=phase_summary,
+                steps=s0.drop(columns=["rank"]), provenance=provs)

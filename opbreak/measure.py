@@ -1,0 +1,158 @@
+"""The measure step's CLI: one static-batch run of one hardware config, one repeat.
+
+It starts its own ranks (one process each, torch.distributed over gloo on CPU or
+NCCL on CUDA), collects every rank's operator table, and writes
+``ops.csv``, ``steps.csv`` and ``provenance.json`` atomically: a failed or killed
+run leaves no output that Snakemake could mistake for a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pickle
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import pandas as pd
+
+from . import provenance
+from .io import atomic_write_text, write_csv_atomic
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank, world, spec, port, outdir):
+    """Body of one rank's process: init the group, run the backend, dump results."""
+    import torch
+    import torch.distributed as dist
+
+    from .backends import get_backend
+    from .timing import Recorder
+
+    try:
+        os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+        cuda = spec["device"] == "cuda"
+        if cuda:
+            torch.cuda.set_device(rank)
+        torch.set_num_threads(max(1, spec.get("threads_per_rank") or (os.cpu_count() or 1) // world))
+        if world > 1 or spec["backend"] == "lightllm":
+            dist.init_process_group(
+                "nccl" if cuda else "gloo",
+                init_method=f"tcp://127.0.0.1:{port}",
+                rank=rank,
+                world_size=world,
+                timeout=dt.timedelta(seconds=spec["collective_timeout_s"]),
+            )
+        rec = Recorder(spec["timing"])
+        t0 = time.time()
+        result = get_backend(spec["backend"]).run_rank(spec, rank, world, rec)
+        out = dict(
+            rank=rank,
+            ops=rec.op_rows(),
+            steps=rec.steps,
+            tokens=result["tokens"].tolist(),
+            wall_s=time.time() - t0,
+            extra=result.get("extra", {}),
+        )
+        with open(Path(outdir) / f"rank{rank}.pkl", "wb") as f:
+            pickle.dump(out, f)
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
+    """Start one process per rank; any failure or timeout kills all of them."""
+    import torch.multiprocessing as mp
+
+    world = 1 if spec["emulate_tp"] else spec["tp"]
+    port = free_port()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_rank_main, args=(r, world, spec, port, workdir), daemon=False) for r in range(world)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + timeout_s
+    failed = None
+    try:
+        while any(p.is_alive() for p in procs):
+            for r, p in enumerate(procs):
+                if p.exitcode not in (None, 0):
+                    failed = f"rank {r} exited with code {p.exitcode}"
+            if failed:
+                break
+            if time.monotonic() > deadline:
+                failed = f"timed out after {timeout_s:.0f} s (job timeout_s)"
+                break
+            time.sleep(0.05)
+        for r, p in enumerate(procs):
+            if not failed and p.exitcode not in (None, 0):
+                failed = f"rank {r} exited with code {p.exitcode}"
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        for p in procs:
+            p.join(5)
+    if failed:
+        raise RuntimeError(f"config {spec['name']!r}: {failed}; no output written")
+    results = []
+    for r in range(world):
+        with open(Path(workdir) / f"rank{r}.pkl", "rb") as f:
+            results.append(pickle.load(f))
+    return results
+
+
+def tables(spec: dict, repeat: int, results: list[dict]):
+    """Tidy long tables of the data contract, one row per (rank, phase, op)."""
+    meta = {k: spec[k] for k in provenance.CONFIG_COLUMNS}
+    meta["model"] = spec["model"]["name"]
+    meta["gpu_ids"] = ",".join(map(str, spec["gpu_ids"]))
+    ops, steps = [], []
+    for res in results:
+        for row in res["ops"]:
+            ops.append(dict(study=spec["study"], config=spec["name"], repeat=repeat, rank=res["rank"], **row,
+                            timing_method=spec["timing"], **meta))
+        for row in res["steps"]:
+            steps.append(dict(config=spec["name"], repeat=repeat, rank=res["rank"], **row))
+    return pd.DataFrame(ops), pd.DataFrame(steps)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="opbreak-measure", description=__doc__)
+    ap.add_argument("--spec", required=True, help="resolved config spec (JSON, from the spec rule)")
+    ap.add_argument("--repeat", type=int, required=True)
+    ap.add_argument("--outdir", required=True)
+    args = ap.parse_args(argv)
+    spec = json.loads(Path(args.spec).read_text())
+    out = Path(args.outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.timezone.utc).isoformat()
+    prov_pre = provenance.preflight(spec)  # guards: fails before any rank starts
+    with provenance.gpu_locks(spec), tempfile.TemporaryDirectory(prefix="opbreak-") as work:
+        results = launch(spec, work, spec["timeout_s"])
+    ops, steps = tables(spec, args.repeat, results)
+    prov = provenance.collect(spec, args.repeat, started, prov_pre)
+    prov["tokens_rank0"] = results[0]["tokens"]
+    write_csv_atomic(ops, out / "ops.csv")
+    write_csv_atomic(steps, out / "steps.csv")
+    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
+    print(f"{spec['name']} repeat {args.repeat}: {len(ops)} op rows, {len(steps)} steps -> {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The one operator vocabulary every backend, table and figure shares.
+
+Backends may only record names from ``OPS``; ``unattributed`` is computed, never
+recorded, so the sum over ops always equals the independently timed phase.
+"""
+
+PHASES = ("prefill", "decode")
+
+# Model operators, in forward order (also the legend order of every figure).
+MODEL_OPS = (
+    "embedding",
+    "attn_norm",
+    "qkv_proj",  # q/k/v projections with rotary embedding applied
+    "kv_cache_write",
+    "attention",
+    "o_proj",
+    "all_reduce",
+    "ffn_norm",
+    "ffn",  # gate/up projections, SwiGLU, down projection
+    "final_norm",
+    "lm_head",
+    "logits_gather",
+    "sampling",
+)
+# Framework work that is not a model operator but still costs phase time.
+FRAMEWORK_OPS = ("infer_setup", "host_gap")
+UNATTRIBUTED = "unattributed"
+OPS = MODEL_OPS + FRAMEWORK_OPS + (UNATTRIBUTED,)
+
+# Ops that exist once per decoder layer (scaled when layers are truncated).
+LAYER_OPS = (
+    "attn_norm",
+    "qkv_proj",
+    "kv_cache_write",
+    "attention",
+    "o_proj",
+    "all_reduce",
+    "ffn_norm",
+    "ffn",
+)
+COLLECTIVE_OPS = ("all_reduce", "logits_gather")

@@ -1,0 +1,141 @@
+"""Where a measurement came from, and the guards that stop a mislabelled one.
+
+``preflight`` runs before any rank starts: no CUDA on a GPU config, or GPUs that
+are not the ones the config declares, fail at once with the fix in the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import platform
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+CONFIG_COLUMNS = (
+    "backend", "gpu", "num_gpus", "tp", "emulate_tp", "batch", "input_len", "output_len", "dtype",
+    "num_layers", "model_layers",
+)
+
+
+def _versions():
+    import torch
+
+    v = dict(python=platform.python_version(), torch=torch.__version__)
+    for mod in ("triton", "lightllm", "numpy"):
+        try:
+            from importlib.metadata import version
+
+            v[mod] = version(mod)
+        except Exception:
+            v[mod] = None
+    v["cuda"] = getattr(torch.version, "cuda", None)
+    return v
+
+
+def _nvidia_smi(*args):
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        return subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30).stdout
+    except Exception as e:  # provenance must not kill a measurement
+        return f"nvidia-smi failed: {e}"
+
+
+def visible_devices(spec):
+    """Device names the job would use, in rank order."""
+    if spec["device"] == "cpu":
+        return [platform.processor() or platform.machine()] * max(1, spec["tp"] if not spec["emulate_tp"] else 1)
+    import torch
+
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def preflight(spec):
+    """Guards that must pass before any rank starts (GPU issue: guards)."""
+    if spec["device"] == "cuda":
+        ids = spec["gpu_ids"]
+        if "CUDA_VISIBLE_DEVICES" in os.environ and os.environ.get("OPBREAK_GPU_IDS_ARE_PHYSICAL") != "1":
+            # e.g. SLURM already chose the GPUs: gpu_ids index into what it gave us.
+            given = os.environ["CUDA_VISIBLE_DEVICES"].split(",")
+            if len(given) < len(ids):
+                raise SystemExit(
+                    f"config {spec['name']!r}: needs {len(ids)} GPUs but CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}; "
+                    "ask the scheduler for num_gpus GPUs"
+                )
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(given[i] for i in range(len(ids)))
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(
+                f"config {spec['name']!r}: backend {spec['backend']!r} on device cuda, but this host has no CUDA "
+                "(torch.cuda.is_available() is False). Run it on a GPU host, or set backend: torch and gpu: cpu."
+            )
+        from .hardware import load_catalog, match_device_name
+
+        names = visible_devices(spec)
+        if len(names) < len(ids):
+            raise SystemExit(f"config {spec['name']!r}: declares {len(ids)} GPUs (gpu_ids {ids}) but {len(names)} are visible")
+        catalog = load_catalog(spec["hardware_catalog"])
+        for i, n in enumerate(names[: len(ids)]):
+            key = match_device_name(catalog, n)
+            if key != spec["gpu"]:
+                raise SystemExit(
+                    f"config {spec['name']!r}: declares gpu {spec['gpu']!r} but GPU {i} is {n!r} "
+                    f"(catalog match: {key!r}); fix the config's gpu field or run it on the declared hardware"
+                )
+        return dict(devices=names[: len(ids)])
+    return dict(devices=visible_devices(spec))
+
+
+@contextlib.contextmanager
+def gpu_locks(spec, lock_dir="/tmp/opbreak-gpu-locks"):
+    """Exclusive per-GPU file locks so two local jobs never share a GPU."""
+    if spec["device"] != "cuda":
+        yield
+        return
+    Path(lock_dir).mkdir(parents=True, exist_ok=True)
+    files = []
+    try:
+        for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(","):
+            f = open(Path(lock_dir) / f"gpu{g}.lock", "w")
+            fcntl.flock(f, fcntl.LOCK_EX)
+            files.append(f)
+        yield
+    finally:
+        for f in files:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+
+def collect(spec, repeat, started, pre):
+    """The provenance record stored beside every measurement."""
+    import torch
+
+    prov = dict(
+        config=spec["name"],
+        repeat=repeat,
+        host=socket.gethostname(),
+        platform=platform.platform(),
+        cpu_count=os.cpu_count(),
+        devices=pre["devices"],
+        device_count=len(pre["devices"]),
+        versions=_versions(),
+        spec=spec,
+        started=started,
+        finished=dt.datetime.now(dt.timezone.utc).isoformat(),
+        env={k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING", "NCCL_NVLS_ENABLE", "SLURM_JOB_ID")},
+    )
+    if spec["device"] == "cuda":
+        prov["driver_clocks"] = _nvidia_smi(
+            "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit", "--format=csv"
+        )
+        prov["topology"] = _nvidia_smi("topo", "-m")
+        prov["torch_cuda_device_count"] = torch.cuda.device_count()
+    return prov

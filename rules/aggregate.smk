@@ -1,0 +1,24 @@
+# Step 2, aggregate: every repeat kept, summaries with CIs, outliers, instability.
+
+
+rule aggregate:
+    input:
+        ops=measure_outputs("ops.csv"),
+        steps=measure_outputs("steps.csv"),
+        prov=measure_outputs("provenance.json"),
+        specs=expand("results/specs/{config}.json", config=CONFIGS),
+    output:
+        ops_repeats="results/aggregate/ops_repeats.csv",
+        ops_summary="results/aggregate/ops_summary.csv",
+        phase_totals="results/aggregate/phase_totals.csv",
+        phase_summary="results/aggregate/phase_summary.csv",
+        steps="results/aggregate/steps.csv",
+        provenance="results/aggregate/provenance.json",
+    params:
+        unstable_cv=config.get("unstable_cv", 0.1),
+    log:
+        "logs/aggregate.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/aggregate.py"

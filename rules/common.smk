@@ -1,0 +1,61 @@
+# Config validation and per-config lookups shared by every step.
+import os
+import sys
+
+import yaml
+
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+)
+
+from snakemake.utils import validate
+
+from opbreak.config import ConfigError, check, merged, resolve
+from opbreak.hardware import load_catalog
+
+validate(config, "../config/schema/config.schema.yaml")
+
+_catalog_path = config.get("hardware_catalog", "config/hardware.yaml")
+_errors = check(config, root=".", catalog=load_catalog(_catalog_path))
+if _errors:
+    raise ConfigError(
+        "invalid config (nothing was run):\n  - " + "\n  - ".join(_errors)
+    )
+
+CONFIGS = {e["name"]: merged(config, e) for e in config["configs"]}
+SPECS = {name: resolve(config, name) for name in CONFIGS}
+PAIRS = config.get("pairs", [])
+SLURM = config.get("slurm") or {}
+
+
+wildcard_constraints:
+    config="[A-Za-z0-9][A-Za-z0-9._-]*",
+    repeat=r"\d+",
+
+
+def repeats_of(name):
+    return range(CONFIGS[name]["repeats"])
+
+
+def measure_outputs(kind):
+    return [
+        f"results/measure/{c}/rep{r}/{kind}" for c in CONFIGS for r in repeats_of(c)
+    ]
+
+
+def sweep_configs():
+    """Configs that run real collectives get an all-reduce size sweep."""
+    if "allreduce_sweep" not in config:
+        return []
+    return [c for c, s in SPECS.items() if s["tp"] > 1 and not s["emulate_tp"]]
+
+
+def slurm_field(field, default):
+    """Per-config SLURM setting, else the study's, else a default."""
+
+    def get(wildcards):
+        own = CONFIGS[wildcards.config].get("slurm") or {}
+        return own.get(field, SLURM.get(field, default))
+
+    return get

@@ -1,0 +1,60 @@
+# Step 1, deploy-and-measure: one job per hardware config and repeat.
+
+
+rule spec:
+    output:
+        "results/specs/{config}.json",
+    params:
+        spec=lookup(dpath="{config}", within=SPECS),
+    log:
+        "logs/spec/{config}.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/write_spec.py"
+
+
+rule measure:
+    input:
+        spec="results/specs/{config}.json",
+    output:
+        ops="results/measure/{config}/rep{repeat}/ops.csv",
+        steps="results/measure/{config}/rep{repeat}/steps.csv",
+        prov="results/measure/{config}/rep{repeat}/provenance.json",
+    log:
+        "logs/measure/{config}/rep{repeat}.log",
+    conda:
+        "../envs/measure.yaml"
+    resources:
+        gpu=lambda wc: CONFIGS[wc.config]["num_gpus"],
+        gpu_model=slurm_field("gpu_model", ""),
+        slurm_partition=slurm_field("partition", ""),
+        slurm_account=slurm_field("account", ""),
+        runtime=slurm_field("runtime", 60),
+        mem_mb=slurm_field("mem_mb", 8000),
+        cpus_per_task=slurm_field("cpus_per_task", 2),
+    shell:
+        "python -m opbreak.measure --spec {input.spec} --repeat {wildcards.repeat}"
+        " --outdir results/measure/{wildcards.config}/rep{wildcards.repeat} > {log} 2>&1"
+
+
+rule sweep:
+    input:
+        spec="results/specs/{config}.json",
+    output:
+        "results/measure/{config}/allreduce_sweep.csv",
+    params:
+        sizes=" ".join(str(int(s)) for s in config.get("allreduce_sweep", {}).get("sizes", [])),
+        iters=int(config.get("allreduce_sweep", {}).get("iters", 20)),
+    log:
+        "logs/sweep/{config}.log",
+    conda:
+        "../envs/measure.yaml"
+    resources:
+        gpu=lambda wc: CONFIGS[wc.config]["num_gpus"],
+        slurm_partition=slurm_field("partition", ""),
+        slurm_account=slurm_field("account", ""),
+        runtime=slurm_field("runtime", 60),
+    shell:
+        "python -m opbreak.sweep --spec {input.spec} --out {output} --iters {params.iters}"
+        " --sizes {params.sizes} > {log} 2>&1"

@@ -1,0 +1,36 @@
+# Step 4, report: report/all.md from jinja2 templates, seaborn figures.
+
+
+rule report:
+    input:
+        ops_summary="results/aggregate/ops_summary.csv",
+        phase_summary="results/aggregate/phase_summary.csv",
+        phase_totals="results/aggregate/phase_totals.csv",
+        ops_repeats="results/aggregate/ops_repeats.csv",
+        steps="results/aggregate/steps.csv",
+        provenance="results/aggregate/provenance.json",
+        theory_ops="results/theory/ops.csv",
+        pairs="results/theory/pairs.csv",
+        vanilla="results/theory/vanilla_vs_exact.csv",
+        allreduce="results/theory/allreduce.csv",
+        decode_steps="results/theory/decode_steps.csv",
+        ceilings="results/theory/ceilings.csv",
+        template="report/templates/all.md.j2",
+    output:
+        md="report/all.md",
+        figures=report(
+            directory("report/figures"),
+            patterns=["{name}.png"],
+            caption="../report/templates/figures.rst",
+            category="Operator breakdown",
+        ),
+    params:
+        configs=list(CONFIGS),
+        pairs=PAIRS,
+        study=config["study"],
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,29 @@
+# Step 3, theory: exact costs, rooflines, the all-reduce model, pair ratios.
+
+
+rule theory:
+    input:
+        ops_summary="results/aggregate/ops_summary.csv",
+        phase_summary="results/aggregate/phase_summary.csv",
+        ops_repeats="results/aggregate/ops_repeats.csv",
+        phase_totals="results/aggregate/phase_totals.csv",
+        provenance="results/aggregate/provenance.json",
+        specs=expand("results/specs/{config}.json", config=CONFIGS),
+        catalog=config.get("hardware_catalog", "config/hardware.yaml"),
+        sweeps=expand("results/measure/{config}/allreduce_sweep.csv", config=sweep_configs()),
+    output:
+        ops="results/theory/ops.csv",
+        pairs="results/theory/pairs.csv",
+        vanilla="results/theory/vanilla_vs_exact.csv",
+        allreduce="results/theory/allreduce.csv",
+        decode_steps="results/theory/decode_steps.csv",
+        ceilings="results/theory/ceilings.csv",
+    params:
+        pairs=PAIRS,
+        ratio_flag=config.get("ratio_flag", 0.25),
+    log:
+        "logs/theory.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/theory.py"
