@@ -136,9 +136,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _sweep_worker(rank, world, port, sizes, iters, warmup, backend, device, timeout_s,
-                  out_path):
-    """One rank of the sweep: times each all_reduce call individually per size."""
+def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, backend,
+                  device, timeout_s, out_path):
+    """One rank of the sweep: times each all_reduce call individually.
+
+    Sizes are interleaved over ``rounds`` rounds (each round: one untimed call, then
+    iters/rounds timed calls per size) so bursts of host noise spread over all sizes
+    instead of spoiling one.
+    """
     import torch
     import torch.distributed as dist
 
@@ -163,23 +168,33 @@ def _sweep_worker(rank, world, port, sizes, iters, warmup, backend, device, time
             def sync():
                 return None
 
-        results = []
-        for size in sizes:
-            x = torch.ones(max(1, int(size) // 4), dtype=torch.float32, device=dev)
-            for _ in range(warmup):
-                dist.all_reduce(x)
-            dist.barrier()
+        bufs = [torch.ones(max(1, int(s) // 4), dtype=torch.float32, device=dev) for s in sizes]
+        per_round = max(1, -(-iters // rounds))
+        medians = []
+        for _ in range(repeats):
+            # a fresh group = fresh connections: a connection stuck in a slow mode
+            # (seen on loaded virtual hosts) spoils one repeat, not the result
+            group = dist.new_group(backend=backend)
+            for x in bufs:
+                for _ in range(warmup):
+                    dist.all_reduce(x, group=group)
             sync()
-            per_call = []
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                dist.all_reduce(x)
-                sync()
-                per_call.append(time.perf_counter() - t0)
+            times = [[] for _ in sizes]
+            for _ in range(rounds):
+                for j, x in enumerate(bufs):
+                    dist.all_reduce(x, group=group)  # untimed: re-warm after previous size
+                    sync()
+                    for _ in range(per_round):
+                        t0 = time.perf_counter()
+                        dist.all_reduce(x, group=group)
+                        sync()
+                        times[j].append(time.perf_counter() - t0)
             # the slowest rank defines each call's time (the collective ends on all ranks)
-            t = torch.tensor(per_call, dtype=torch.float64, device=dev)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            results.append(float(np.median(t.cpu().numpy())))
+            t = torch.tensor(times, dtype=torch.float64, device=dev)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+            medians.append(np.median(t.cpu().numpy(), axis=1))
+            dist.destroy_process_group(group)
+        results = np.median(np.asarray(medians), axis=0).tolist()
         if rank == 0:
             with open(out_path, "w") as f:
                 json.dump(results, f)
@@ -192,17 +207,21 @@ def allreduce_sweep(
     world_size: int,
     backend: str = "gloo",
     device: str = "cpu",
-    iters: int = 50,
-    warmup: int = 5,
+    iters: int = 40,
+    warmup: int = 3,
+    rounds: int = 8,
+    repeats: int = 3,
     timeout_s: float = 60.0,
 ) -> pd.DataFrame:
     """Measure all_reduce of float32 buffers over ``world_size`` spawned processes.
 
-    Each size: ``warmup`` untimed calls, then ``iters`` individually timed calls;
-    time_s = median over calls of the slowest rank's time for that call. The median
-    (nccl-tests averages) because shared or virtual hosts show bimodal millisecond
-    scheduling hiccups that would swamp a mean. algbw = size/time, busbw = algbw *
-    2(n-1)/n (nccl-tests). Call it under ``if __name__ == "__main__":`` in scripts:
+    Per repeat (a fresh process group each): ``warmup`` untimed calls per size, then
+    ``iters`` individually timed calls per size, interleaved over ``rounds`` rounds;
+    a call's time is the slowest rank's. time_s = median over repeats of the median
+    over calls. Medians, not nccl-tests' mean, because loaded or virtual hosts show
+    millisecond hiccups (and connections stuck in a slow mode) that swamp a mean.
+    algbw = size/time, busbw = algbw * 2(n-1)/n (nccl-tests). Call it under
+    ``if __name__ == "__main__":`` in scripts:
     ranks are started with the 'spawn' method (safe with CUDA).
     """
     import torch.multiprocessing as mp
@@ -217,8 +236,8 @@ def allreduce_sweep(
     try:
         mp.spawn(
             _sweep_worker,
-            args=(world_size, _free_port(), sizes, iters, warmup, backend, device,
-                  timeout_s, out_path),
+            args=(world_size, _free_port(), sizes, iters, warmup, rounds, repeats,
+                  backend, device, timeout_s, out_path),
             nprocs=world_size,
             join=True,
         )

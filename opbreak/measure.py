@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import pickle
+import shutil
 import socket
 import sys
 import tempfile
@@ -34,6 +35,12 @@ def free_port() -> int:
 
 def _rank_main(rank, world, spec, port, outdir):
     """Body of one rank's process: init the group, run the backend, dump results."""
+    # Before torch (and CUDA) start: the seed's method needs synchronous launches.
+    if spec.get("timing") == "blocking_host":
+        os.environ["CUDA_LAUNCH_BLOCKING"] = "1"
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    # LightLLM's MemoryManager asserts this (it names its shared-memory counter after it).
+    os.environ.setdefault("_NCCL_PORT_", str(port))
     import torch
     import torch.distributed as dist
 
@@ -41,7 +48,6 @@ def _rank_main(rank, world, spec, port, outdir):
     from .timing import Recorder
 
     try:
-        os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
         cuda = spec["device"] == "cuda"
         if cuda:
             torch.cuda.set_device(rank)
@@ -57,19 +63,27 @@ def _rank_main(rank, world, spec, port, outdir):
         rec = Recorder(spec["timing"])
         t0 = time.time()
         result = get_backend(spec["backend"]).run_rank(spec, rank, world, rec)
+        extra = dict(result.get("extra", {}))
+        if spec.get("timing") == "torch_profiler":
+            trace = rec.export_trace(Path(outdir) / f"trace_rank{rank}.json.gz")
+            extra["trace"] = Path(trace).name if trace else None
         out = dict(
             rank=rank,
             ops=rec.op_rows(),
             steps=rec.steps,
             tokens=result["tokens"].tolist(),
             wall_s=time.time() - t0,
-            extra=result.get("extra", {}),
+            extra=extra,
         )
         with open(Path(outdir) / f"rank{rank}.pkl", "wb") as f:
             pickle.dump(out, f)
         if dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+    except SystemExit as e:  # a clear, expected failure (guard, OOM): message without a traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()
@@ -145,9 +159,22 @@ def main(argv=None):
     prov_pre = provenance.preflight(spec)  # guards: fails before any rank starts
     with provenance.gpu_locks(spec), tempfile.TemporaryDirectory(prefix="opbreak-") as work:
         results = launch(spec, work, spec["timeout_s"])
+        traces = sorted(Path(work).glob("trace_rank*.json.gz"))  # optional extra output (torch_profiler)
+        for t in traces:
+            shutil.move(str(t), str(out / (t.name + ".tmp")))
+            os.replace(out / (t.name + ".tmp"), out / t.name)
     ops, steps = tables(spec, args.repeat, results)
     prov = provenance.collect(spec, args.repeat, started, prov_pre)
+    if spec["device"] == "cpu":
+        # CPU ceilings are measured, not typed in: one rank's threads, this host, now.
+        import torch
+
+        from .hardware import measure_cpu_ceilings
+
+        torch.set_num_threads(spec.get("threads_per_rank") or 1)
+        prov["ceilings"] = measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"]))
     prov["tokens_rank0"] = results[0]["tokens"]
+    prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
     write_csv_atomic(ops, out / "ops.csv")
     write_csv_atomic(steps, out / "steps.csv")
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))

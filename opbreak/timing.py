@@ -3,13 +3,31 @@
 A backend brackets work with ``rec.phase(...)`` (timed end to end on its own
 clock) and ``rec.op(name)`` (one mark on enter, one on exit). Every instant
 between two marks belongs to exactly one segment: the op that was entered, or
-``host_gap`` after an op exited and before the next one entered. What the marks
-do not cover inside a phase is ``unattributed``: computed, never dropped.
+``host_gap`` after an op exited and before the next one entered. ``rec.mark(name)``
+starts a segment without an exit mark (it ends at the next mark): cheaper, used
+for framework work such as ``infer_setup``. What the marks do not cover inside a
+phase is ``unattributed``: computed, never dropped.
 
-Clocks: ``perf_counter`` (CPU, synchronous work), ``cuda_events`` (default on
-CUDA: events in the stream, read after the phase synchronizes) and
-``blocking_host`` (perf_counter under CUDA_LAUNCH_BLOCKING=1, the seed's method,
-kept so the report can show how far it is off).
+Clocks (``method``):
+
+- ``perf_counter``: host clock; exact for synchronous (CPU) work.
+- ``cuda_events`` (default on CUDA): one CUDA event per boundary, recorded on the
+  current stream from a preallocated, reused pool (no per-op allocation), read
+  after the phase synchronizes. The time of a segment is GPU time between two
+  boundaries, so GPU idle time while the host launches (decode is launch-bound)
+  lands in the segment where the host was, typically ``host_gap``.
+- ``blocking_host``: perf_counter under CUDA_LAUNCH_BLOCKING=1 (the seed's method;
+  the measure CLI sets the variable before CUDA starts), kept so the report can
+  show how far it is off.
+- ``torch_profiler``: ops become ``torch.profiler.record_function`` ranges; per
+  op the CUPTI kernel time launched inside its ranges is summed. Phase end to end
+  is still timed with CUDA events; ``host_gap`` is the phase time no kernel ran
+  (end to end minus the phase's kernel time) and ``unattributed`` the kernel
+  time outside any op range. The Chrome trace is kept (``export_trace``).
+
+Sampled decode (``integrate_sampled``): only some decode steps are instrumented;
+per-op time is interpolated linearly over context length to every step, while
+the phase end to end stays the measured sum over all steps.
 """
 
 from __future__ import annotations
@@ -22,13 +40,17 @@ from .ops import OPS, UNATTRIBUTED
 
 HOST_GAP = "host_gap"
 METHODS = ("perf_counter", "cuda_events", "blocking_host", "torch_profiler")
+_PHASE_TAG = "opbreak/phase/"
+_OP_TAG = "opbreak/op/"
 
 
 class _HostClock:
     """perf_counter marks; exact for synchronous (CPU or blocking) work."""
 
-    def stamp(self):
-        return time.perf_counter()
+    def begin(self):
+        pass
+
+    stamp = staticmethod(time.perf_counter)
 
     def resolve(self, stamps):
         return [s * 1e3 for s in stamps]  # ms, relative origin irrelevant
@@ -38,15 +60,25 @@ class _HostClock:
 
 
 class _CudaClock:
-    """CUDA events from a reusable pool; resolved after one synchronize."""
+    """CUDA events from a preallocated pool, reused every phase; resolved after one synchronize."""
 
-    def __init__(self, torch):
+    def __init__(self, torch, prealloc=4096):
         self.torch = torch
-        self.pool = []
+        self.pool = [torch.cuda.Event(enable_timing=True) for _ in range(prealloc)]
+        self.n = 0
+        self.stream = None
+
+    def begin(self):
+        self.n = 0
+        self.stream = self.torch.cuda.current_stream()
 
     def stamp(self):
-        ev = self.pool.pop() if self.pool else self.torch.cuda.Event(enable_timing=True)
-        ev.record()
+        n = self.n
+        if n == len(self.pool):
+            self.pool.extend(self.torch.cuda.Event(enable_timing=True) for _ in range(len(self.pool)))
+        ev = self.pool[n]
+        self.n = n + 1
+        ev.record(self.stream)
         return ev
 
     def resolve(self, stamps):
@@ -57,7 +89,7 @@ class _CudaClock:
         return [0.0] + [first.elapsed_time(e) for e in stamps[1:]]
 
     def release(self, stamps):
-        self.pool.extend(stamps)
+        self.n = 0
 
 
 def make_clock(method: str):
@@ -66,14 +98,76 @@ def make_clock(method: str):
     if method in ("cuda_events", "torch_profiler"):
         import torch
 
-        return _CudaClock(torch)
+        return _CudaClock(torch, prealloc=4096 if method == "cuda_events" else 8)
     raise ValueError(f"unknown timing method {method!r}; use one of {METHODS}")
+
+
+class _Op:
+    """Reusable context manager of one op name: two appends, no allocation per call."""
+
+    __slots__ = ("rec", "name", "count")
+
+    def __init__(self, rec, name, count):
+        self.rec, self.name, self.count = rec, name, count
+
+    def __enter__(self):
+        rec = self.rec
+        if rec._names is not None:
+            rec._names.append(self.name)
+            rec._stamps.append(rec._stamp())
+            if self.count:
+                rec.calls[(rec._phase, self.name)] += 1
+        return None
+
+    def __exit__(self, *exc):
+        rec = self.rec
+        if rec._names is not None:
+            rec._names.append(HOST_GAP)
+            rec._stamps.append(rec._stamp())
+        return False
+
+
+class _NullOp:
+    __slots__ = ()
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NULL = _NullOp()
+
+
+class _ProfOp:
+    """record_function range named after the op (torch_profiler method)."""
+
+    __slots__ = ("rec", "name", "count", "rf")
+
+    def __init__(self, rec, name, count):
+        self.rec, self.name, self.count, self.rf = rec, name, count, None
+
+    def __enter__(self):
+        rec = self.rec
+        if rec._phase is not None:
+            if self.count:
+                rec.calls[(rec._phase, self.name)] += 1
+            self.rf = rec._torch.autograd.profiler.record_function(_OP_TAG + self.name)
+            self.rf.__enter__()
+        return None
+
+    def __exit__(self, *exc):
+        if self.rf is not None:
+            rf, self.rf = self.rf, None
+            rf.__exit__(*exc)
+        return False
 
 
 class Recorder:
     """Collects per-(phase, op) time and calls, and per-step end-to-end time.
 
-    ``enabled=False`` makes every call a no-op except phase timing, so the same
+    ``enabled=False`` makes every op a no-op except phase timing, so the same
     code path measures plain end-to-end for overhead comparisons.
     """
 
@@ -81,62 +175,232 @@ class Recorder:
         self.method = method
         self.enabled = enabled
         self.clock = make_clock(method)
+        self._stamp = self.clock.stamp
         self.op_ms = defaultdict(float)  # (phase, op) -> ms
         self.calls = defaultdict(int)  # (phase, op) -> count
         self.steps = []  # dicts: phase, step, context_len, e2e_ms, attributed_ms
+        self.step_ops = []  # per step (aligned with steps): {op: ms}
         self.modeled = defaultdict(lambda: [0, 0])  # (phase, op) -> [calls, bytes]
-        self._marks = None  # list of (op_name, stamp) while a phase is open
+        self.meta = {}  # what was done (sampled decode, profiler), for the backend's extra
+        self._names = None  # segment names while a phase is open (marks mode)
+        self._stamps = None
         self._phase = None
+        self._ops = {}
+        self._prof = None
+        self._prof_phases = {}  # step index -> phase name, for profiler parsing
+        if method == "torch_profiler":
+            import torch
+
+            self._torch = torch
 
     # -- phases -----------------------------------------------------------
     @contextmanager
     def phase(self, name: str, step: int = 0, context_len: int = 0):
         if self._phase is not None:
             raise RuntimeError(f"phase {name!r} opened inside phase {self._phase!r}")
+        prof = self.method == "torch_profiler" and self.enabled
         self._phase = name
-        self._marks = []
+        marks = self.enabled and not prof
+        self._names = [] if marks else None
+        self._stamps = [] if marks else None
+        rf = None
+        if prof:
+            rf = self._torch.autograd.profiler.record_function(f"{_PHASE_TAG}{name}/{len(self.steps)}")
+            rf.__enter__()
+        self.clock.begin()
         start = self.clock.stamp()
         try:
             yield self
         finally:
             end = self.clock.stamp()
-            marks, self._marks, self._phase = self._marks, None, None
-            stamps = [start] + [s for _, s in marks] + [end]
-            t = self.clock.resolve(stamps)
+            if rf is not None:
+                rf.__exit__(None, None, None)
+            names, stamps = self._names, self._stamps
+            self._names = self._stamps = self._phase = None
+            allstamps = [start] + (stamps or []) + [end]
+            t = self.clock.resolve(allstamps)
             e2e = t[-1] - t[0]
+            per = {}
             attributed = 0.0
-            for i, (op, _) in enumerate(marks):
+            for i, op in enumerate(names or ()):
                 dt = t[i + 2] - t[i + 1]
-                self.op_ms[(name, op)] += dt
+                per[op] = per.get(op, 0.0) + dt
                 attributed += dt
-            self.op_ms[(name, UNATTRIBUTED)] += e2e - attributed
+            for op, dt in per.items():
+                self.op_ms[(name, op)] += dt
+            if not prof:
+                self.op_ms[(name, UNATTRIBUTED)] += e2e - attributed
+            if prof:
+                self._prof_phases[len(self.steps)] = name
             self.steps.append(
-                dict(phase=name, step=step, context_len=context_len, e2e_ms=e2e, attributed_ms=attributed)
+                dict(phase=name, step=step, context_len=context_len, e2e_ms=e2e, attributed_ms=attributed,
+                     instrumented=bool(self.enabled))
             )
-            self.clock.release(stamps)
+            self.step_ops.append(per)
+            self.clock.release(allstamps)
 
     # -- ops --------------------------------------------------------------
-    @contextmanager
-    def op(self, name: str):
-        if not self.enabled or self._marks is None:
-            yield
+    def op(self, name: str, count: bool = True):
+        """Context manager around one op; ``count=False`` continues an op without adding a call."""
+        if not self.enabled:
+            return _NULL
+        key = (name, count)
+        o = self._ops.get(key)
+        if o is None:
+            if name not in OPS or name == UNATTRIBUTED:
+                raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
+            o = self._ops[key] = (_ProfOp if self.method == "torch_profiler" else _Op)(self, name, count)
+        return o
+
+    def mark(self, name: str):
+        """Start a segment named ``name`` that ends at the next mark (one clock read)."""
+        if not self.enabled or self._phase is None:
             return
-        if name not in OPS:
-            raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
-        self._marks.append((name, self.clock.stamp()))
+        if self._names is not None:
+            if name not in OPS or name == UNATTRIBUTED:
+                raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
+            self._names.append(name)
+            self._stamps.append(self._stamp())
         self.calls[(self._phase, name)] += 1
-        try:
-            yield
-        finally:
-            self._marks.append((HOST_GAP, self.clock.stamp()))
 
     def record_modeled(self, op: str, nbytes: int):
         """A collective that emulated TP did not execute: its size, for theory to time."""
         if self._phase is None:
             raise RuntimeError("record_modeled outside a phase")
+        if not self.enabled:
+            return
         entry = self.modeled[(self._phase, op)]
         entry[0] += 1
         entry[1] += int(nbytes)
+
+    # -- torch.profiler ---------------------------------------------------
+    @contextmanager
+    def session(self):
+        """Wrap the measured run: starts torch.profiler for the torch_profiler method, else nothing."""
+        if self.method != "torch_profiler" or not self.enabled:
+            yield self
+            return
+        from torch.profiler import ProfilerActivity, profile
+
+        prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=False)
+        prof.__enter__()
+        try:
+            yield self
+        finally:
+            prof.__exit__(None, None, None)
+            self._prof = prof
+            self._parse_profile(prof)
+
+    def _parse_profile(self, prof):
+        """Kernel time per op range and per phase step; host_gap/unattributed close each step."""
+        events = prof.events()
+        phase_kernel = {}
+        op_kernel = defaultdict(lambda: defaultdict(float))
+        for ev in events:
+            nm = ev.name
+            if not nm.startswith("opbreak/"):
+                continue
+            if getattr(ev, "device_type", None) is not None and str(ev.device_type).endswith("CUDA"):
+                continue  # the GPU-side mirror of a range
+            dev = getattr(ev, "device_time_total", None)
+            if dev is None:
+                dev = ev.cuda_time_total
+            dev_ms = dev / 1e3
+            if nm.startswith(_PHASE_TAG):
+                idx = int(nm.rsplit("/", 1)[1])
+                phase_kernel[idx] = phase_kernel.get(idx, 0.0) + dev_ms
+            elif nm.startswith(_OP_TAG):
+                p = ev.cpu_parent
+                while p is not None and not p.name.startswith(_PHASE_TAG):
+                    p = p.cpu_parent
+                if p is None:
+                    continue
+                idx = int(p.name.rsplit("/", 1)[1])
+                op_kernel[idx][nm[len(_OP_TAG):]] += dev_ms
+        for idx, phase in self._prof_phases.items():
+            row = self.steps[idx]
+            kern = phase_kernel.get(idx, 0.0)
+            per = dict(op_kernel.get(idx, {}))
+            named = sum(per.values())
+            per[HOST_GAP] = per.get(HOST_GAP, 0.0) + row["e2e_ms"] - kern
+            for op, dt in per.items():
+                self.op_ms[(phase, op)] += dt
+            self.op_ms[(phase, UNATTRIBUTED)] += kern - named
+            row["attributed_ms"] = named + per[HOST_GAP]
+            row["kernel_ms"] = kern
+            self.step_ops[idx] = per
+        self.meta["torch_profiler"] = dict(kernel_ms_total=sum(phase_kernel.values()), steps_profiled=len(self._prof_phases))
+
+    def export_trace(self, path):
+        """Chrome trace (Perfetto) of the profiled run; gzip when the path ends in .gz."""
+        if self._prof is None:
+            return None
+        import gzip
+        import os
+        import shutil
+        import tempfile
+
+        path = str(path)
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+            raw = tmp.name
+        try:
+            self._prof.export_chrome_trace(raw)
+            if path.endswith(".gz"):
+                with open(raw, "rb") as f, gzip.open(path, "wb", compresslevel=6) as g:
+                    shutil.copyfileobj(f, g)
+            else:
+                shutil.copyfile(raw, path)
+        finally:
+            os.unlink(raw)
+        return path
+
+    # -- sampled decode ---------------------------------------------------
+    def integrate_sampled(self, phase: str, plain: "Recorder", total_steps: int):
+        """Estimate per-op totals of ``phase`` over all steps from the instrumented ones.
+
+        ``self`` holds the instrumented steps, ``plain`` the others (end to end only).
+        Per-op time per step is interpolated linearly over context length
+        (piecewise, i.e. trapezoids between sampled steps) and summed over every
+        step; ``unattributed`` is the measured end to end of all steps minus
+        that estimate, so the phase total stays measured, not modeled.
+        """
+        idx = [i for i, s in enumerate(self.steps) if s["phase"] == phase]
+        if not idx:
+            return
+        ctx_s = [self.steps[i]["context_len"] for i in idx]
+        others = [s for s in plain.steps if s["phase"] == phase]
+        all_steps = sorted([self.steps[i] for i in idx] + others, key=lambda s: s["step"])
+        ctx_all = [s["context_len"] for s in all_steps]
+        ops = sorted({op for i in idx for op in self.step_ops[i]}, key=OPS.index)
+        series = {op: [self.step_ops[i].get(op, 0.0) for i in idx] for op in ops}
+        est = integrate_over_context(ctx_s, series, ctx_all)
+        e2e_all = sum(s["e2e_ms"] for s in all_steps)
+        for key in [k for k in self.op_ms if k[0] == phase]:
+            del self.op_ms[key]
+        for op, v in est.items():
+            self.op_ms[(phase, op)] = v
+        self.op_ms[(phase, UNATTRIBUTED)] = e2e_all - sum(est.values())
+        n_s, n_all = len(idx), len(all_steps)
+        for key in [k for k in self.calls if k[0] == phase]:
+            self.calls[key] = int(round(self.calls[key] * n_all / n_s))
+        for key in [k for k in self.modeled if k[0] == phase]:
+            self.modeled[key][0] = int(round(self.modeled[key][0] * n_all / n_s))
+            self.modeled[key][1] = int(round(self.modeled[key][1] * n_all / n_s))
+        keep = [(s, o) for s, o in zip(self.steps, self.step_ops) if s["phase"] != phase]
+        merged = keep + [(s, {}) for s in all_steps]
+        for s in others:
+            s["instrumented"] = False
+        self.steps = [s for s, _ in merged]
+        self.step_ops = [o if o else {} for _, o in merged]
+        self.meta[f"{phase}_sample"] = dict(
+            instrumented_steps=[self.steps_index(s) for s in all_steps if s.get("instrumented")],
+            total_steps=total_steps, sampled=n_s, method="piecewise-linear interpolation over context length",
+            e2e_ms_all_steps=e2e_all, estimated_attributed_ms=sum(est.values()),
+        )
+
+    @staticmethod
+    def steps_index(s):
+        return int(s["step"])
 
     # -- results ----------------------------------------------------------
     def op_rows(self):
@@ -153,3 +417,36 @@ class Recorder:
                          modeled=False, modeled_bytes=0)
                 )
         return rows
+
+    def phase_closure(self):
+        """Per phase: end to end, attributed to named ops (incl. host_gap/infer_setup), and the share."""
+        out = {}
+        for phase in {s["phase"] for s in self.steps}:
+            e2e = sum(s["e2e_ms"] for s in self.steps if s["phase"] == phase)
+            named = sum(v for (p, op), v in self.op_ms.items() if p == phase and op != UNATTRIBUTED)
+            out[phase] = dict(e2e_ms=e2e, attributed_ms=named, closure=named / e2e if e2e else float("nan"))
+        return out
+
+
+def sample_steps(total: int, k: int) -> list[int]:
+    """k evenly spaced step indices in [0, total-1], first and last included."""
+    if k <= 0 or k >= total:
+        return list(range(total))
+    if k == 1:
+        return [0]
+    return sorted({int(round(i * (total - 1) / (k - 1))) for i in range(k)})
+
+
+def integrate_over_context(ctx_sampled, series: dict, ctx_all) -> dict:
+    """Sum over ``ctx_all`` of each series linearly interpolated at those context lengths."""
+    import numpy as np
+
+    xs = np.asarray(ctx_sampled, dtype=float)
+    order = np.argsort(xs)
+    xs = xs[order]
+    xa = np.asarray(ctx_all, dtype=float)
+    out = {}
+    for op, ys in series.items():
+        y = np.asarray(ys, dtype=float)[order]
+        out[op] = float(np.interp(xa, xs, y).sum()) if len(xs) > 1 else float(y[0] * len(xa))
+    return out

@@ -16,6 +16,7 @@ rule report:
         decode_steps="results/theory/decode_steps.csv",
         ceilings="results/theory/ceilings.csv",
         template="report/templates/all.md.j2",
+        caption="report/templates/figures.rst",
     output:
         md="report/all.md",
         figures=report(
@@ -28,6 +29,10 @@ rule report:
         configs=list(CONFIGS),
         pairs=PAIRS,
         study=config["study"],
+        report_params={
+            "unstable_cv": config.get("unstable_cv", 0.1),
+            "ratio_flag": config.get("ratio_flag", 0.25),
+        },
     log:
         "logs/report.log",
     conda:

@@ -7,6 +7,7 @@ rule theory:
         phase_summary="results/aggregate/phase_summary.csv",
         ops_repeats="results/aggregate/ops_repeats.csv",
         phase_totals="results/aggregate/phase_totals.csv",
+        steps="results/aggregate/steps.csv",
         provenance="results/aggregate/provenance.json",
         specs=expand("results/specs/{config}.json", config=CONFIGS),
         catalog=config.get("hardware_catalog", "config/hardware.yaml"),

@@ -1,0 +1,225 @@
+"""GPU benches of the LightLLM backend (issue 3, "must show"); one GPU, one process.
+
+  python bench/gpu_bench.py --out DIR [--quick]
+
+Shape: LLaMA2-70B at emulated TP4 (rank 0's shapes), batch 20, 1024 tokens in,
+fp16, truncated to --layers layers. Measures, each printed and saved as JSON:
+
+- build:     random-weight build time per layer (full 70B-shape layer drawn on the GPU)
+- overhead:  instrumented vs plain end to end in the same process, alternating
+             (plain = LightLLM's own infer objects, timed by two CUDA events per phase)
+- closure:   share of each phase's end to end attributed to named ops
+- static:    agreement with LightLLM's static-test timing (synchronize + wall clock)
+- sampled:   decode_sample=k estimate vs the fully instrumented decode
+- profiler:  torch_profiler method on a short run (closure, op sums vs cuda_events)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics as st
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+from opbreak.backends import lightllm_backend as lb  # noqa: E402
+from opbreak.config import load_model  # noqa: E402
+from opbreak.ops import UNATTRIBUTED  # noqa: E402
+from opbreak.timing import Recorder  # noqa: E402
+
+
+def init():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.setdefault("_NCCL_PORT_", str(port))
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
+def make_spec(layers, batch, inp, out, tp=4, model="llama2-70b"):
+    m = load_model(f"config/models/{model}.yaml", model, str(ROOT))
+    return dict(name=f"bench-{model}-etp{tp}", study="bench", backend="lightllm", device="cuda", gpu="?", num_gpus=1,
+                tp=tp, emulate_tp=tp > 1, gpu_ids=[0], dtype="float16", timing="cuda_events", batch=batch,
+                input_len=inp, output_len=out, num_layers=layers, model_layers=m["num_layers"], weights=None,
+                decode_sample=0, warmup=1, seed=0, model=m, timeout_s=900, collective_timeout_s=60)
+
+
+def phase_sums(rec):
+    out = {}
+    for s in rec.steps:
+        out[s["phase"]] = out.get(s["phase"], 0.0) + s["e2e_ms"]
+    return out
+
+
+def op_table(rec, phase):
+    return {op: v for (p, op), v in rec.op_ms.items() if p == phase}
+
+
+def static_test_timing(model, spec, tokens, O):
+    """LightLLM's test/model/model_infer.py timing: synchronize + time.time around prefill and each step."""
+    sb = lb.StaticBatch(model, spec, tokens)
+    sb.reset()
+    null = Recorder("perf_counter", enabled=False)
+    with torch.inference_mode():
+        torch.cuda.synchronize()
+        t0 = time.time()
+        sb.prefill(null)
+        torch.cuda.synchronize()
+        pre = (time.time() - t0) * 1e3
+        dec = 0.0
+        for i in range(O):
+            torch.cuda.synchronize()
+            t = time.time()
+            sb.decode(null, i)
+            torch.cuda.synchronize()
+            dec += (time.time() - t) * 1e3
+    sb.reset()
+    return dict(prefill=pre, decode=dec)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--decode-steps", type=int, default=128)
+    ap.add_argument("--sample-steps", type=int, default=1024)
+    args = ap.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    init()
+    lb.patch_collectives_for_emulation()
+    res = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+               lightllm=lb._lightllm_version())
+    try:
+        import triton
+
+        res["triton"] = triton.__version__
+    except Exception:
+        pass
+    layers = 2 if args.quick else args.layers
+    O = 16 if args.quick else args.decode_steps
+    spec = make_spec(layers, 20, 1024, max(O, args.sample_steps if not args.quick else 32))
+    tokens = lb.input_tokens(spec)
+
+    # -- build ----------------------------------------------------------------
+    model = lb.build_model(spec, 0, 1, "/tmp/opbreak-bench")
+    res["build"] = dict(layers=layers, build_s=model.opbreak_build_s, build_s_per_layer=model.opbreak_build_s / layers,
+                        init_s=model.opbreak_total_init_s)
+    print("build", res["build"], flush=True)
+
+    def run(instrumented, out_len, decode_sample=0, method="cuda_events"):
+        rec = Recorder(method, enabled=instrumented)
+        inst = lb.Instrumentation(model, rec, 1, True)
+        t = time.perf_counter()
+        with rec.session():
+            lb.run_static(model, spec, rec, tokens, inst, output_len=out_len, decode_sample=decode_sample)
+        torch.cuda.synchronize()
+        return rec, time.perf_counter() - t
+
+    # warm both paths (compile/autotune over 17+ context lengths)
+    run(False, 20)
+    run(True, 4)
+
+    # -- overhead, alternating ---------------------------------------------------
+    ov = dict(prefill_plain=[], prefill_inst=[], decode_plain=[], decode_inst=[])
+    closures = []
+    for k in range(2 if args.quick else args.pairs):
+        for instrumented in ((False, True) if k % 2 == 0 else (True, False)):
+            rec, _ = run(instrumented, O)
+            s = phase_sums(rec)
+            tag = "inst" if instrumented else "plain"
+            ov[f"prefill_{tag}"].append(s["prefill"])
+            ov[f"decode_{tag}"].append(s["decode"])
+            if instrumented:
+                closures.append(rec.phase_closure())
+                last_inst = rec
+    med = {k: st.median(v) for k, v in ov.items()}
+    res["overhead"] = dict(raw=ov, median=med, decode_steps=O,
+                           prefill_overhead=med["prefill_inst"] / med["prefill_plain"] - 1,
+                           decode_overhead=med["decode_inst"] / med["decode_plain"] - 1)
+    res["closure"] = dict(min_prefill=min(c["prefill"]["closure"] for c in closures),
+                          min_decode=min(c["decode"]["closure"] for c in closures), runs=closures,
+                          prefill_ops=op_table(last_inst, "prefill"), decode_ops=op_table(last_inst, "decode"))
+    print("overhead", {k: round(v, 4) for k, v in res["overhead"].items() if k.endswith("overhead")}, med, flush=True)
+    print("closure", res["closure"]["min_prefill"], res["closure"]["min_decode"], flush=True)
+
+    # -- agreement with LightLLM's static-test timing ---------------------------------
+    stt = [static_test_timing(model, spec, tokens, O) for _ in range(2 if args.quick else 3)]
+    ours = [phase_sums(run(True, O)[0]) for _ in range(2 if args.quick else 3)]
+    plain = [phase_sums(run(False, O)[0]) for _ in range(2 if args.quick else 3)]
+    agg = {}
+    for ph in ("prefill", "decode"):
+        a = st.median(x[ph] for x in stt)
+        b = st.median(x[ph] for x in ours)
+        c = st.median(x[ph] for x in plain)
+        agg[ph] = dict(static_test_ms=a, instrumented_events_ms=b, plain_events_ms=c,
+                       instrumented_vs_static=b / a - 1, plain_vs_static=c / a - 1)
+    res["static_test_agreement"] = agg
+    print("static", agg, flush=True)
+
+    # -- sampled decode -------------------------------------------------------------
+    SO = 32 if args.quick else args.sample_steps
+    k = max(2, SO // 16)
+    full, t_full = run(True, SO)
+    samp, t_samp = run(True, SO, decode_sample=k)
+    fo, so = op_table(full, "decode"), op_table(samp, "decode")
+    tot_f = sum(v for op, v in fo.items())
+    tot_s = sum(v for op, v in so.items())
+    named_f = sum(v for op, v in fo.items() if op != UNATTRIBUTED)
+    named_s = sum(v for op, v in so.items() if op != UNATTRIBUTED)
+    per_op = {op: dict(full=fo.get(op, 0.0), sampled=so.get(op, 0.0),
+                       rel=(so.get(op, 0.0) / fo[op] - 1) if fo.get(op) else None) for op in sorted(set(fo) | set(so))}
+    big = [op for op in per_op if op != UNATTRIBUTED and fo.get(op, 0) > 0.02 * tot_f]
+    res["sampled_decode"] = dict(steps=SO, sampled=k, fraction_instrumented=k / SO, full_e2e_ms=tot_f,
+                                 sampled_e2e_ms=tot_s, named_full_ms=named_f, named_sampled_ms=named_s,
+                                 named_rel=named_s / named_f - 1, max_rel_big_ops=max(abs(per_op[o]["rel"]) for o in big),
+                                 per_op=per_op, wall_full_s=t_full, wall_sampled_s=t_samp)
+    # integration error alone: subsample the fully instrumented run's own steps
+    from opbreak.timing import integrate_over_context, sample_steps
+
+    dsteps = [(s_, o_) for s_, o_ in zip(full.steps, full.step_ops) if s_["phase"] == "decode"]
+    pick = sample_steps(len(dsteps), k)
+    ops_all = sorted({op for _, o_ in dsteps for op in o_})
+    est = integrate_over_context([dsteps[i][0]["context_len"] for i in pick],
+                                 {op: [dsteps[i][1].get(op, 0.0) for i in pick] for op in ops_all},
+                                 [s_["context_len"] for s_, _ in dsteps])
+    exact = {op: sum(o_.get(op, 0.0) for _, o_ in dsteps) for op in ops_all}
+    res["sampled_decode"]["same_run"] = dict(
+        named_rel=sum(est.values()) / sum(exact.values()) - 1,
+        per_op_rel={op: est[op] / exact[op] - 1 for op in ops_all if exact[op] > 0},
+        max_rel_big_ops=max(abs(est[op] / exact[op] - 1) for op in ops_all if exact[op] > 0.02 * tot_f))
+    print("sampled", {k_: v for k_, v in res["sampled_decode"].items() if k_ != "per_op"}, flush=True)
+
+    # -- torch_profiler ---------------------------------------------------------------
+    try:
+        prof, _ = run(True, 8 if not args.quick else 4, method="torch_profiler")
+        ev, _ = run(True, 8 if not args.quick else 4)
+        pe = {ph: op_table(prof, ph) for ph in ("prefill", "decode")}
+        ee = {ph: op_table(ev, ph) for ph in ("prefill", "decode")}
+        res["torch_profiler"] = dict(closure=prof.phase_closure(), ops=pe, events_ops=ee, meta=prof.meta)
+        tp = prof.export_trace(Path(args.out) / "trace_profiler.json.gz")
+        res["torch_profiler"]["trace_bytes"] = os.path.getsize(tp) if tp else None
+        print("profiler closure", prof.phase_closure(), flush=True)
+        for ph in ("prefill", "decode"):
+            print(" ", ph, {op: (round(pe[ph].get(op, 0), 3), round(ee[ph].get(op, 0), 3)) for op in ee[ph]}, flush=True)
+    except Exception as e:  # report, do not lose the other numbers
+        res["torch_profiler"] = dict(error=repr(e))
+        print("profiler failed:", repr(e), flush=True)
+
+    Path(args.out, "bench.json").write_text(json.dumps(res, indent=1, default=str))
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

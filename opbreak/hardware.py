@@ -1,0 +1,208 @@
+"""The hardware catalog (config/hardware.yaml): load, validate, look up, link model.
+
+Why: every theoretical number in the report is a ratio of datasheet ceilings, so
+each ceiling lives in one sourced file and a typo there must fail loudly, naming the
+entry and the field. The CPU's ceilings are measured, never typed, so the CPU
+backend's roofline compares against what this machine actually does.
+
+Link convention: the catalog stores datasheet BIDIRECTIONAL totals (``nvlink_GBps``,
+``pcie.GBps``); :func:`link_between` hands the ring model the per-direction bandwidth
+(half of it). Ratios of either are the same (600/112.5 = 5.33, 112.5/64 = 1.76).
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import yaml
+
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "config" / "hardware.yaml"
+LINK_KINDS = ("nvlink", "pcie", "nvlink-pairs")
+
+
+class CatalogError(ValueError):
+    """A hardware catalog entry is missing a field or holds an invalid value."""
+
+
+def _fail(path, entry, field, why):
+    raise CatalogError(f"hardware catalog {path}: entry {entry!r}: field {field!r}: {why}")
+
+
+def _positive(path, entry, d, field, required=True, prefix=""):
+    if field not in d:
+        if required:
+            _fail(path, entry, prefix + field, "missing")
+        return
+    v = d[field]
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
+        _fail(path, entry, prefix + field, f"must be a positive number, got {v!r}")
+
+
+def validate_catalog(cat: Mapping, path="<dict>") -> dict:
+    """Check every entry; raise :class:`CatalogError` naming entry and field."""
+    if not isinstance(cat, Mapping):
+        raise CatalogError(f"hardware catalog {path}: top level must be a mapping")
+    gpus = cat.get("gpus")
+    if not isinstance(gpus, Mapping) or not gpus:
+        _fail(path, "<top>", "gpus", "missing or empty mapping")
+    for key, e in gpus.items():
+        if not isinstance(e, Mapping):
+            _fail(path, key, "<entry>", "must be a mapping")
+        names = e.get("names")
+        if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and n.strip() for n in names
+        ):
+            _fail(path, key, "names", "must be a non-empty list of strings")
+        for f in ("peak_tflops", "mem_bw_GBps", "mem_GB"):
+            _positive(path, key, e, f)
+        for f in ("peak_tflops_fp32", "nvlink_GBps"):
+            _positive(path, key, e, f, required=False)
+        pcie = e.get("pcie")
+        if not isinstance(pcie, Mapping):
+            _fail(path, key, "pcie", "missing mapping {gen, lanes, GBps}")
+        for f in ("gen", "lanes", "GBps"):
+            _positive(path, key, pcie, f, prefix="pcie.")
+        src = e.get("sources")
+        if not isinstance(src, Mapping):
+            _fail(path, key, "sources", "missing mapping")
+        for f in ("datasheet", "url"):
+            if not isinstance(src.get(f), str) or not src[f].strip():
+                _fail(path, key, f"sources.{f}", "missing")
+        for f in ("peak_tflops", "mem_bw_GBps", "nvlink_GBps", "pcie"):
+            if f in e and f not in src:
+                _fail(path, key, f"sources.{f}", f"no source given for {f}")
+    cpu = cat.get("cpu")
+    if cpu is not None:
+        if not isinstance(cpu, Mapping) or cpu.get("measured") is not True:
+            _fail(path, "cpu", "measured", "the cpu entry must say measured: true")
+        for f in ("peak_tflops", "mem_bw_GBps"):
+            if f in cpu:
+                _fail(path, "cpu", f, "CPU ceilings are measured, not typed")
+    return dict(cat)
+
+
+def load_catalog(path: str | Path = DEFAULT_CATALOG) -> dict:
+    """Read and validate the hardware catalog YAML."""
+    path = Path(path)
+    with open(path) as f:
+        cat = yaml.safe_load(f)
+    return validate_catalog(cat, path)
+
+
+def lookup_gpu(catalog: Mapping, key: str) -> dict:
+    """One GPU entry (a copy, with ``key`` added); KeyError lists the known keys."""
+    gpus = catalog["gpus"]
+    if key not in gpus:
+        raise KeyError(f"GPU {key!r} not in hardware catalog; known: {sorted(gpus)}")
+    e = copy.deepcopy(dict(gpus[key]))
+    e["key"] = key
+    return e
+
+
+def _norm_name(s: str) -> str:
+    s = " ".join(str(s).strip().lower().split())
+    return s[len("nvidia "):] if s.startswith("nvidia ") else s
+
+
+def match_device_name(catalog: Mapping, torch_name: str) -> str | None:
+    """Catalog key whose ``names`` contain the reported device name, else None.
+
+    Case, repeated spaces and a leading "NVIDIA " are ignored, so old drivers'
+    "A100-SXM4-40GB" and new ones' "NVIDIA A100-SXM4-40GB" both match.
+    """
+    want = _norm_name(torch_name)
+    for key, e in catalog["gpus"].items():
+        if any(_norm_name(n) == want for n in e["names"]):
+            return key
+    return None
+
+
+def cpu_entry(catalog: Mapping, ceilings: Mapping | None = None) -> dict:
+    """The cpu entry with measured ceilings filled in (measured now if not given)."""
+    e = copy.deepcopy(dict(catalog.get("cpu") or {"measured": True, "names": ["cpu"]}))
+    e.update(dict(ceilings) if ceilings is not None else measure_cpu_ceilings())
+    e["key"] = "cpu"
+    return e
+
+
+def link_between(
+    catalog: Mapping, gpu_key: str, topology: Mapping | str | None, ranks: int | Sequence
+) -> dict:
+    """The link a ring all-reduce over ``ranks`` GPUs runs at: the slowest on the ring.
+
+    topology: ``{link: nvlink|pcie|nvlink-pairs}`` (or the bare string); optional
+    ``pcie_GBps`` (bidirectional, e.g. a slower PXB path) and ``alpha_us`` overrides.
+    nvlink-pairs (A40 bridges, PCIe A100/H100 bridges): NVLink only when the ring is
+    one bridged pair (n == 2); for n > 2 the ring crosses PCIe. Returns kind,
+    bidir_GBps, bw_bytes_per_s (per direction = bidir/2, the ring model's B), alpha_s, n.
+    """
+    n = ranks if isinstance(ranks, int) else len(ranks)
+    gpu = lookup_gpu(catalog, gpu_key)
+    topo = {"link": topology} if isinstance(topology, str) else dict(topology or {})
+    kind = topo.get("link", "pcie")
+    if kind not in LINK_KINDS:
+        raise ValueError(f"topology link must be one of {LINK_KINDS}, got {kind!r}")
+    alphas = {k: float(v.get("alpha_us", 0.0)) for k, v in catalog.get("links", {}).items()
+              if isinstance(v, Mapping)}
+    if n <= 1:
+        return {"kind": "none", "bidir_GBps": float("inf"), "bw_bytes_per_s": float("inf"),
+                "alpha_s": 0.0, "n": n}
+    if kind == "nvlink-pairs":
+        kind = "nvlink" if n == 2 else "pcie"
+    if kind == "nvlink":
+        if "nvlink_GBps" not in gpu:
+            raise ValueError(f"GPU {gpu_key!r} has no NVLink in the catalog")
+        bidir = float(gpu["nvlink_GBps"])
+    else:
+        bidir = float(topo.get("pcie_GBps", gpu["pcie"]["GBps"]))
+    alpha_us = float(topo.get("alpha_us", alphas.get(kind, 0.0)))
+    return {
+        "kind": kind,
+        "bidir_GBps": bidir,
+        "bw_bytes_per_s": bidir / 2 * 1e9,
+        "alpha_s": alpha_us * 1e-6,
+        "n": n,
+    }
+
+
+def measure_cpu_ceilings(
+    dtype=None, *, matmul_n: int = 1024, copy_mib: int = 64, runs: int = 5
+) -> dict:
+    """Measured CPU ceilings: {peak_tflops, mem_bw_GBps} (medians of ``runs``).
+
+    Compute: an n x n x n matmul (2 n^3 FLOPs). Memory: a copy of ``copy_mib`` MiB
+    into a preallocated tensor, counting read + write bytes. Sized to stay well
+    under ~3 s on 2 cores.
+    """
+    import statistics
+
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
+    a = torch.randn(matmul_n, matmul_n, dtype=dtype)
+    b = torch.randn(matmul_n, matmul_n, dtype=dtype)
+    c = torch.empty(matmul_n, matmul_n, dtype=dtype)
+    torch.mm(a, b, out=c)  # warm-up
+    mm_t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        mm_t.append(time.perf_counter() - t0)
+    elems = copy_mib * 2**20 // torch.tensor([], dtype=dtype).element_size()
+    src = torch.ones(elems, dtype=dtype)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm-up, faults the pages in
+    cp_t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        cp_t.append(time.perf_counter() - t0)
+    nbytes = 2 * src.numel() * src.element_size()
+    return {
+        "peak_tflops": 2 * matmul_n**3 / statistics.median(mm_t) / 1e12,
+        "mem_bw_GBps": nbytes / statistics.median(cp_t) / 1e9,
+    }

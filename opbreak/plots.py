@@ -1,0 +1,523 @@
+"""Figures of the report: seaborn/matplotlib on the Agg backend.
+
+One colour per operator in every figure (:data:`OP_COLORS`, keyed by
+:data:`opbreak.ops.OPS`); configs get their own palette (:func:`config_colors`).
+Every function takes tidy tables (the aggregate/theory CSVs), writes one PNG and
+returns nothing; numbers drawn on a figure are table values, never computed
+totals. Functions never raise on empty input: they draw a "no data" panel so the
+report always renders.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from .ops import OPS, PHASES  # noqa: E402
+
+# Fixed palette: the dominant ops of the seed (ffn, all_reduce, attention,
+# qkv_proj) get the strongest, most distinct hues; framework time is grey.
+OP_COLORS = {
+    "embedding": "#8c564b",
+    "attn_norm": "#c5b0d5",
+    "qkv_proj": "#ff7f0e",
+    "kv_cache_write": "#ffbb78",
+    "attention": "#2ca02c",
+    "o_proj": "#9467bd",
+    "all_reduce": "#d62728",
+    "ffn_norm": "#98df8a",
+    "ffn": "#1f77b4",
+    "final_norm": "#aec7e8",
+    "lm_head": "#e377c2",
+    "logits_gather": "#ff9896",
+    "sampling": "#17becf",
+    "infer_setup": "#bcbd22",
+    "host_gap": "#7f7f7f",
+    "unattributed": "#c7c7c7",
+}
+assert tuple(OP_COLORS) == OPS, "OP_COLORS must cover opbreak.ops.OPS in order"
+OTHER_COLOR = "#f2f2f2"
+UNKNOWN_COLOR = "#000000"
+PHASE_MARKERS = {"prefill": "o", "decode": "^"}
+DPI = 110
+PIE_MIN_SHARE = 0.03  # slices below this are folded into "other" (listed in the legend)
+PIE_LABEL_MIN = 0.06  # slices below this get no percentage label on the pie itself
+
+
+def op_color(op: str) -> str:
+    return OP_COLORS.get(op, UNKNOWN_COLOR)
+
+
+def config_colors(configs) -> dict:
+    pal = sns.color_palette("colorblind", max(3, len(configs)))
+    return {c: pal[i % len(pal)] for i, c in enumerate(configs)}
+
+
+def _save(fig, path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _no_data(ax, what="no data"):
+    ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, color="#666666", fontsize=11)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def _short(text: str, n: int = 40) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _op_order(ops):
+    known = [o for o in OPS if o in set(ops)]
+    return known + sorted(set(ops) - set(OPS))
+
+
+# --------------------------------------------------------------------------- pies
+def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, path):
+    """The seed's figure: prefill and decode pies of op shares for one config.
+
+    Slices are op medians (ops_summary.median_ms); labels are the table's ``share``
+    (op median / phase median). Modeled ops (no measured time) are drawn hatched
+    with their theory time and no percentage. Slices under PIE_MIN_SHARE of the
+    drawn total fold into one light "other" slice whose members the legend lists.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    legend_ops = []
+    other_members = set()
+    any_modeled = False
+    for ax, phase in zip(axes, PHASES):
+        d = ops_summary[(ops_summary["config"] == config) & (ops_summary["phase"] == phase)]
+        d = d[np.isfinite(d["median_ms"]) & (d["median_ms"] > 0)]
+        vals = [(r.op, float(r.median_ms), float(r.share), False) for r in d.itertuples()]
+        m = modeled[(modeled["config"] == config) & (modeled["phase"] == phase)] if len(modeled) else modeled
+        for r in m.itertuples() if len(m) else []:
+            if np.isfinite(r.measured_ms) and r.measured_ms > 0:
+                vals.append((r.op, float(r.measured_ms), math.nan, True))
+        if not vals:
+            _no_data(ax, f"{phase}: no data")
+            continue
+        total = sum(v for _, v, _, _ in vals)
+        order = {o: i for i, o in enumerate(OPS)}
+        vals.sort(key=lambda t: order.get(t[0], 99))
+        big = [t for t in vals if t[1] / total >= PIE_MIN_SHARE]
+        small = [t for t in vals if t[1] / total < PIE_MIN_SHARE]
+        sizes = [t[1] for t in big]
+        colors = [op_color(t[0]) for t in big]
+        labels = []
+        for op, v, share, is_mod in big:
+            labels.append("" if is_mod or not np.isfinite(share) or v / total < PIE_LABEL_MIN else f"{100 * share:.1f}%")
+        if small:
+            sizes.append(sum(t[1] for t in small))
+            colors.append(OTHER_COLOR)
+            labels.append("")
+            other_members.update(t[0] for t in small)
+        wedges, _ = ax.pie(sizes, colors=colors, startangle=90, counterclock=False,
+                           wedgeprops=dict(linewidth=1, edgecolor="white"))
+        for w, t in zip(wedges, big):
+            if t[3]:
+                w.set_hatch("//")
+                any_modeled = True
+        # percentage labels inside the wedge, white on dark colours
+        for w, lab in zip(wedges, labels):
+            if not lab:
+                continue
+            ang = np.deg2rad((w.theta2 + w.theta1) / 2)
+            x, y = 0.68 * np.cos(ang), 0.68 * np.sin(ang)
+            rgb = matplotlib.colors.to_rgb(w.get_facecolor())
+            lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+            ax.text(x, y, lab, ha="center", va="center", fontsize=10, color="white" if lum < 0.55 else "black",
+                    fontweight="bold")
+        ph = d["phase_median_ms"].dropna()
+        title = phase if ph.empty else f"{phase}  (phase median {ph.iloc[0]:.4g} ms)"
+        ax.set_title(title, fontsize=11)
+        ax.set_aspect("equal")
+        legend_ops += [t[0] for t in big if t[0] not in legend_ops]
+    handles = [Patch(facecolor=op_color(o), edgecolor="white", label=o) for o in _op_order(legend_ops)]
+    if other_members:
+        names = ", ".join(_op_order(other_members))
+        handles.append(Patch(facecolor=OTHER_COLOR, edgecolor="#999999",
+                             label=f"other (< {100 * PIE_MIN_SHARE:.0f}% each):\n" + _wrap(names, 34)))
+    if any_modeled:
+        handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="//", label="modeled (theory time)"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.92, 0.5), frameon=False, fontsize=9)
+    fig.suptitle(f"Operator share of phase time: {_short(config, 60)}", fontsize=12)
+    fig.subplots_adjust(left=0.02, right=0.9, wspace=0.05)
+    _save(fig, path)
+
+
+def _wrap(text, width):
+    out, line = [], ""
+    for word in text.split(", "):
+        if line and len(line) + len(word) + 2 > width:
+            out.append(line + ",")
+            line = word
+        else:
+            line = f"{line}, {word}" if line else word
+    out.append(line)
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- pairs
+def pair_bars(ops_summary: pd.DataFrame, a: str, b: str, label: str, path):
+    """Per-op median time of A (solid) and B (hatched), CI whiskers, per phase."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.9 + 0.42 * _n_ops(ops_summary, [a, b])), squeeze=False)
+    for ax, phase in zip(axes[0], PHASES):
+        d = ops_summary[(ops_summary["phase"] == phase) & ops_summary["config"].isin([a, b])]
+        d = d[np.isfinite(d["median_ms"])]
+        if d.empty:
+            _no_data(ax, f"{phase}: no data")
+            continue
+        ops = _op_order(d["op"].unique())
+        y = np.arange(len(ops))
+        h = 0.38
+        for k, (cfg, off, hatch, alpha) in enumerate([(a, -h / 2, None, 1.0), (b, h / 2, "///", 0.55)]):
+            sub = d[d["config"] == cfg].set_index("op")
+            vals = np.array([sub["median_ms"].get(o, np.nan) for o in ops], float)
+            lo = np.array([sub["ci_lo_ms"].get(o, np.nan) for o in ops], float)
+            hi = np.array([sub["ci_hi_ms"].get(o, np.nan) for o in ops], float)
+            err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
+            err = np.nan_to_num(err)
+            ax.barh(y + off, np.nan_to_num(vals), height=h, color=[op_color(o) for o in ops], alpha=alpha,
+                    hatch=hatch, edgecolor="#333333", linewidth=0.5, xerr=err, ecolor="#222222", capsize=2)
+        ax.set_yticks(y, ops)
+        ax.invert_yaxis()
+        vmax, vmin = d["median_ms"].max(), d.loc[d["median_ms"] > 0, "median_ms"].min()
+        if vmin > 0 and vmax / vmin > 200:
+            ax.set_xscale("log")
+        ax.set_xlabel("median time per phase [ms] (95% CI)")
+        ax.set_title(phase)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [Patch(facecolor="#999999", edgecolor="#333333", label=f"A: {_short(a)}"),
+               Patch(facecolor="#999999", alpha=0.55, hatch="///", edgecolor="#333333", label=f"B: {_short(b)}")]
+    fig.legend(handles=handles, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.suptitle(_short(label, 80), y=1.06)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _n_ops(df, configs):
+    return max(3, df[df["config"].isin(configs)].groupby("phase")["op"].nunique().max() if len(df) else 3)
+
+
+def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
+    """Speedup of A over B per op with bootstrap-CI whiskers; black diamond = roofline ratio."""
+    d = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
+    nops = max(3, d.groupby("phase")["op"].nunique().max() if len(d) else 3)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.0 + 0.42 * nops), squeeze=False)
+    for ax, phase in zip(axes[0], PHASES):
+        p = d[(d["phase"] == phase) & np.isfinite(d["speedup"]) & (d["speedup"] > 0)]
+        if p.empty:
+            _no_data(ax, f"{phase}: no comparable ops")
+            continue
+        ops = _op_order(p["op"].unique())
+        p = p.set_index("op").loc[ops]
+        y = np.arange(len(ops))
+        sp = p["speedup"].to_numpy(float)
+        lo = np.nan_to_num(sp - p["speedup_lo"].to_numpy(float))
+        hi = np.nan_to_num(p["speedup_hi"].to_numpy(float) - sp)
+        ax.barh(y, sp, color=[op_color(o) for o in ops], edgecolor="#333333", linewidth=0.5,
+                xerr=np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)]), ecolor="#222222", capsize=3,
+                hatch=None)
+        th = p["theory_speedup"].to_numpy(float)
+        ok = np.isfinite(th) & (th > 0)
+        ax.scatter(th[ok], y[ok], marker="D", color="black", zorder=5, s=36, label="theory (roofline)")
+        flagged = p["flagged"].astype(bool).to_numpy() if "flagged" in p else np.zeros(len(ops), bool)
+        for yi, f, s in zip(y, flagged, sp):
+            if f:
+                ax.annotate("≠ theory", (s, yi), xytext=(6, 0), textcoords="offset points", va="center",
+                            fontsize=8, color="#b00000")
+        ax.axvline(1.0, color="#444444", lw=1, ls="--")
+        ax.set_xscale("log", base=2)
+        vals = np.concatenate([sp, th[ok], p["speedup_hi"].dropna().to_numpy(float), [1.0]])
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        ax.set_xlim(vals.min() / 1.6, vals.max() * 2.2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_yticks(y, [o + (" (modeled)" if bool(p["modeled"].get(o, False)) else "") for o in ops])
+        ax.invert_yaxis()
+        ax.set_xlabel(f"speedup of A over B = time(B) / time(A)   (log scale; > 1: A faster)")
+        ax.set_title(phase)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8, frameon=True)
+    fig.suptitle(f"{_short(label, 80)}\nA = {_short(a)}, B = {_short(b)}", y=1.04)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------- decode / totals
+def decode_steps(steps: pd.DataFrame, theory_steps: pd.DataFrame, configs, path):
+    """Decode step latency vs context length: median over repeats, band = min..max."""
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    d = steps[steps["phase"] == "decode"] if len(steps) else steps
+    cols = config_colors(configs)
+    drawn = False
+    for cfg in configs:
+        s = d[d["config"] == cfg]
+        if s.empty:
+            continue
+        g = s.groupby("context_len")["e2e_ms"].agg(["median", "min", "max"]).reset_index()
+        ax.plot(g["context_len"], g["median"], color=cols[cfg], lw=1.4, label=f"{_short(cfg)} measured")
+        ax.fill_between(g["context_len"], g["min"], g["max"], color=cols[cfg], alpha=0.18, lw=0)
+        t = theory_steps[theory_steps["config"] == cfg] if len(theory_steps) else theory_steps
+        if len(t) and np.isfinite(t["t_bound_ms"]).any():
+            t = t.sort_values("context_len")
+            ax.plot(t["context_len"], t["t_bound_ms"], color=cols[cfg], lw=1.2, ls="--",
+                    label=f"{_short(cfg)} roofline bound")
+        drawn = True
+    if not drawn:
+        _no_data(ax, "no decode steps")
+    else:
+        ax.set_xlabel("context length (tokens in the KV cache)")
+        ax.set_ylabel("decode step latency [ms]")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        ax.set_title("Decode step latency vs context length (line: median of repeats, band: min-max)")
+    _save(fig, path)
+
+
+def phase_totals(phase_summary: pd.DataFrame, phase_totals_df: pd.DataFrame, configs, path):
+    """Prefill and decode end-to-end per config: median bar, CI whisker, one dot per repeat."""
+    present = [c for c in configs if c in set(phase_summary["config"])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.9 + 0.45 * max(3, len(present))), squeeze=False)
+    cols = config_colors(configs)
+    for ax, phase in zip(axes[0], PHASES):
+        s = phase_summary[phase_summary["phase"] == phase].set_index("config")
+        cf = [c for c in present if c in s.index]
+        if not cf:
+            _no_data(ax, f"{phase}: no data")
+            continue
+        y = np.arange(len(cf))
+        med = s.loc[cf, "median_ms"].to_numpy(float)
+        err = np.nan_to_num(np.vstack([med - s.loc[cf, "ci_lo_ms"].to_numpy(float),
+                                       s.loc[cf, "ci_hi_ms"].to_numpy(float) - med]))
+        ax.barh(y, med, color=[cols[c] for c in cf], alpha=0.75, xerr=np.clip(err, 0, None), capsize=3)
+        t = phase_totals_df[phase_totals_df["phase"] == phase]
+        for i, c in enumerate(cf):
+            v = t.loc[t["config"] == c, "e2e_ms"].to_numpy(float)
+            ax.scatter(v, np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else [i] * len(v),
+                       color="black", s=12, zorder=5)
+        ax.set_yticks(y, [_short(c, 28) for c in cf])
+        ax.invert_yaxis()
+        ax.set_xlabel("phase end-to-end [ms]  (bar: median, whisker: 95% CI, dots: repeats)")
+        ax.set_title(phase)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------- stability
+def stability_cv(ops_summary: pd.DataFrame, unstable_cv: float, path):
+    """Heatmap of CV (%) per op (rows) and config/phase (columns); * marks unstable."""
+    d = ops_summary[np.isfinite(ops_summary["cv"])] if len(ops_summary) else ops_summary
+    if d.empty:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        _no_data(ax, "no repeat statistics (need >= 2 repeats)")
+        _save(fig, path)
+        return
+    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + "\n" + d["phase"])
+    piv = d.pivot_table(index="op", columns="col", values="cv", aggfunc="first")
+    flag = d.pivot_table(index="op", columns="col", values="unstable", aggfunc="first")
+    cols = list(dict.fromkeys(d.sort_values(["config", "phase"], key=_phase_key)["col"]))
+    piv = piv.reindex(index=_op_order(piv.index), columns=cols)
+    flag = flag.reindex(index=piv.index, columns=cols)
+    annot = piv.map(lambda v: "" if not np.isfinite(v) else f"{100 * v:.0f}")
+    annot = annot.where(~flag.fillna(False).astype(bool), annot + "*")
+    fig, ax = plt.subplots(figsize=(1.6 + 0.78 * len(cols), 1.2 + 0.36 * len(piv)))
+    sns.heatmap(100 * piv, annot=annot, fmt="", cmap="rocket_r", vmin=0, vmax=max(4 * 100 * unstable_cv, 1),
+                cbar_kws={"label": "CV across repeats [%]"}, linewidths=0.5, linecolor="white", ax=ax,
+                annot_kws={"fontsize": 8})
+    for t in ax.get_yticklabels():
+        t.set_color(op_color(t.get_text()) if t.get_text() not in ("host_gap", "unattributed") else "#333333")
+        t.set_fontweight("bold")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(f"Repeat-to-repeat CV per op [%]  (* = unstable: CV > {100 * unstable_cv:.0f}%)")
+    plt.setp(ax.get_xticklabels(), rotation=0, fontsize=8)
+    _save(fig, path)
+
+
+def _phase_key(s):
+    return s.map(lambda v: PHASES.index(v) if v in PHASES else v)
+
+
+def repeat_spread(phase_totals_df: pd.DataFrame, phase_summary: pd.DataFrame, configs, path):
+    """Each repeat's phase time relative to the config's median; outlier repeats in red."""
+    from .stats import mad_outliers
+
+    d = phase_totals_df.merge(phase_summary[["config", "phase", "median_ms"]], on=["config", "phase"])
+    present = [c for c in configs if c in set(d["config"])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.9 + 0.45 * max(3, len(present))), squeeze=False)
+    for ax, phase in zip(axes[0], PHASES):
+        p = d[d["phase"] == phase]
+        cf = [c for c in present if c in set(p["config"])]
+        if not cf:
+            _no_data(ax, f"{phase}: no data")
+            continue
+        for i, c in enumerate(cf):
+            v = p.loc[p["config"] == c, "e2e_ms"].to_numpy(float)
+            med = p.loc[p["config"] == c, "median_ms"].iloc[0]
+            rel = 100 * (v / med - 1)
+            out = mad_outliers(v) if len(v) >= 3 else np.zeros(len(v), bool)
+            yy = i + (np.linspace(-0.18, 0.18, len(v)) if len(v) > 1 else np.zeros(len(v)))
+            ax.scatter(rel[~out], yy[~out], color="#333333", s=16)
+            ax.scatter(rel[out], yy[out], color="#d00000", s=30, marker="x", label="outlier (MAD)" if i == 0 else None)
+        ax.axvline(0, color="#888888", lw=1)
+        ax.set_yticks(np.arange(len(cf)), [_short(c, 28) for c in cf])
+        ax.invert_yaxis()
+        ax.set_xlabel("repeat vs median of repeats [%]")
+        ax.set_title(f"{phase}: spread of repeats")
+        ax.grid(axis="x", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------- theory
+def roofline(theory_ops: pd.DataFrame, ceilings: pd.DataFrame, configs, path):
+    """Small multiples, one per config: achieved TFLOP/s vs arithmetic intensity with
+    the config's ceilings (compute roof and memory slope; datasheet solid, measured dashed)."""
+    present = [c for c in configs if c in set(theory_ops["config"])] if len(theory_ops) else []
+    n = max(1, len(present))
+    ncol = min(2, n)
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.2 * ncol, 4.6 * nrow), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    if not present:
+        _no_data(axes[0, 0], "no theory rows")
+        _save(fig, path)
+        return
+    used_ops = set()
+    for ax, cfg in zip(axes.flat, present):
+        t = theory_ops[(theory_ops["config"] == cfg)]
+        t = t[np.isfinite(t["intensity"]) & (t["intensity"] > 0) & np.isfinite(t["achieved_tflops"])
+              & (t["achieved_tflops"] > 0)]
+        c = ceilings[ceilings["config"] == cfg] if len(ceilings) else ceilings
+        if t.empty:
+            _no_data(ax, "no op with FLOPs and bytes")
+            ax.set_title(_short(cfg, 50))
+            continue
+        xs = np.geomspace(min(t["intensity"].min() / 3, 0.1), max(t["intensity"].max() * 3, 1e3), 200)
+        for row in c.itertuples():
+            ls = "-" if str(row.source) == "datasheet" else "--"
+            if np.isfinite(row.peak_tflops) and np.isfinite(row.mem_bw_GBps):
+                roof = np.minimum(row.peak_tflops, row.mem_bw_GBps * xs / 1e3)
+                ax.plot(xs, roof, color="#333333", ls=ls, lw=1.3,
+                        label=f"{row.source}: {row.peak_tflops:.4g} TFLOP/s, {row.mem_bw_GBps:.4g} GB/s")
+        for phase in PHASES:
+            p = t[t["phase"] == phase]
+            ax.scatter(p["intensity"], p["achieved_tflops"], c=[op_color(o) for o in p["op"]],
+                       marker=PHASE_MARKERS[phase], s=55, edgecolor="black", linewidth=0.5, zorder=5)
+            used_ops.update(p["op"])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity [FLOP/byte]")
+        ax.set_ylabel("achieved [TFLOP/s]")
+        ax.set_title(_short(cfg, 50))
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
+    handles = [Patch(facecolor=op_color(o), edgecolor="black", label=o) for o in _op_order(used_ops)]
+    handles += [plt.Line2D([], [], marker=PHASE_MARKERS[p], color="w", markeredgecolor="black",
+                           markerfacecolor="#bbbbbb", markersize=8, label=p) for p in PHASES]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def efficiency(theory_ops: pd.DataFrame, configs, path):
+    """Heatmap of roofline efficiency (t_bound / measured, %) per op and config/phase."""
+    d = theory_ops[np.isfinite(theory_ops["efficiency"])] if len(theory_ops) else theory_ops
+    if d.empty:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        _no_data(ax, "no efficiency rows")
+        _save(fig, path)
+        return
+    order = {c: i for i, c in enumerate(configs)}
+    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + "\n" + d["phase"],
+                 _o=d["config"].map(lambda c: order.get(c, 99)) * 10 + d["phase"].map(lambda p: PHASES.index(p) if p in PHASES else 9))
+    cols = list(dict.fromkeys(d.sort_values("_o")["col"]))
+    piv = d.pivot_table(index="op", columns="col", values="efficiency", aggfunc="first")
+    bound = d.pivot_table(index="op", columns="col", values="bound", aggfunc="first")
+    piv = piv.reindex(index=_op_order(piv.index), columns=cols)
+    bound = bound.reindex(index=piv.index, columns=cols)
+    ab = {"compute": "C", "memory": "M", "link": "L"}
+    annot = pd.DataFrame("", index=piv.index, columns=cols)
+    for i in piv.index:
+        for j in cols:
+            v = piv.at[i, j]
+            if np.isfinite(v):
+                annot.at[i, j] = f"{100 * v:.3g}\n{ab.get(bound.at[i, j], '')}"
+    fig, ax = plt.subplots(figsize=(1.6 + 0.8 * len(cols), 1.2 + 0.45 * len(piv)))
+    sns.heatmap(100 * piv.clip(upper=1.0), annot=annot, fmt="", cmap="viridis", vmin=0, vmax=100, ax=ax,
+                cbar_kws={"label": "efficiency = roofline time / measured [%]"}, linewidths=0.5,
+                linecolor="white", annot_kws={"fontsize": 7})
+    for t in ax.get_yticklabels():
+        t.set_color(op_color(t.get_text()) if t.get_text() not in ("host_gap", "unattributed") else "#333333")
+        t.set_fontweight("bold")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title("Roofline efficiency per op [%]  (letter: bound resource C=compute, M=memory, L=link)")
+    plt.setp(ax.get_xticklabels(), rotation=0, fontsize=8)
+    _save(fig, path)
+
+
+def allreduce(ar: pd.DataFrame, configs, path):
+    """All-reduce: measured sweep and in-phase calls against the alpha-beta ring model."""
+    present = [c for c in configs if c in set(ar["config"])] if len(ar) else []
+    n = max(1, len(present))
+    ncol = min(2, n)
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.2 * ncol, 4.4 * nrow), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    if not present:
+        _no_data(axes[0, 0], "no all-reduce rows (single-rank configs only?)")
+        _save(fig, path)
+        return
+    for ax, cfg in zip(axes.flat, present):
+        d = ar[(ar["config"] == cfg) & (ar["size_bytes"] > 0)]
+        sw = d[d["kind"] == "sweep"].sort_values("size_bytes")
+        ph = d[d["kind"] == "phase"]
+        if len(sw):
+            ax.scatter(sw["size_bytes"], sw["measured_ms"], color=OP_COLORS["all_reduce"], s=22, label="sweep, measured")
+            ax.plot(sw["size_bytes"], sw["model_ms"], color="#333333", lw=1.2, label="ring model")
+        for phase in PHASES:
+            p = ph[ph["phase"] == phase]
+            if len(p):
+                ax.scatter(p["size_bytes"], p["measured_ms"], marker=PHASE_MARKERS[phase], s=70,
+                           color=OP_COLORS["all_reduce"], edgecolor="black", label=f"{phase} call, measured")
+                ax.scatter(p["size_bytes"], p["model_ms"], marker=PHASE_MARKERS[phase], s=70, facecolor="none",
+                           edgecolor="black", label=f"{phase} call, model")
+        if d.empty:
+            _no_data(ax, "no sizes")
+        else:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("message size [bytes]")
+            ax.set_ylabel("time per all-reduce [ms]")
+            ax.grid(alpha=0.3, which="both", lw=0.4)
+            ax.legend(fontsize=7, loc="upper left")
+        fit = d.dropna(subset=["alpha_us", "bw_GBps"]).head(1)
+        sub = ""
+        if len(fit):
+            f = fit.iloc[0]
+            sub = f"\nalpha {f['alpha_us']:.3g} us, B {f['bw_GBps']:.3g} GB/s ({f['source']}, n={int(f['n'])})"
+        ax.set_title(_short(cfg, 50) + sub, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,237 @@
+"""The theory step: join exact costs and rooflines with what was measured.
+
+Pure functions from the aggregated tables, the specs and the hardware catalog
+to the tables under results/theory/ (column contract in README.md). Every
+theoretical number comes from opbreak.theory / opbreak.collectives; every
+measured one from results/aggregate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .collectives import allreduce_terms, fit_alpha_beta, tp_scaling_explainer
+from .config import DTYPE_BYTES
+from .hardware import link_between
+from .ops import COLLECTIVE_OPS, PHASES
+from .stats import ratio_ci
+from .theory import decode_step_costs, op_costs, roofline, vanilla_gpt_flops
+
+
+def ceilings_for(spec, catalog, provenance):
+    """Peak compute and memory bandwidth: datasheet for GPUs, measured for the CPU."""
+    if spec["gpu"] == "cpu":
+        # One host, one set of ceilings: the median over every CPU run on the hosts this
+        # config ran on, so configs of one machine share them (a pair's ratio is then 1).
+        hosts = {p["host"] for p in provenance if p["config"] == spec["name"]}
+        rows = [p["ceilings"] for p in provenance if p["host"] in hosts and p.get("ceilings")
+                and p["spec"]["gpu"] == "cpu"]
+        if not rows:
+            return dict(peak_tflops=math.nan, mem_bw_GBps=math.nan, source="missing")
+        return dict(peak_tflops=float(np.median([r["peak_tflops"] for r in rows])),
+                    mem_bw_GBps=float(np.median([r["mem_bw_GBps"] for r in rows])), source="measured")
+    hw = catalog["gpus"][spec["gpu"]]
+    peak = hw.get("peak_tflops")
+    if isinstance(peak, dict):  # per-dtype peaks
+        peak = peak.get(spec["dtype"], peak.get("float16"))
+    if spec["dtype"] == "float32" and hw.get("peak_tflops_fp32"):
+        peak = hw["peak_tflops_fp32"]
+    return dict(peak_tflops=float(peak), mem_bw_GBps=float(hw["mem_bw_GBps"]), source="datasheet")
+
+
+def link_for(spec, catalog, sweep: pd.DataFrame | None):
+    """All-reduce (alpha, B): fitted to this config's measured sweep, else from the catalog."""
+    n = spec["tp"]
+    if n < 2:
+        return None
+    if sweep is not None and len(sweep) >= 2:
+        alpha, bw = fit_alpha_beta(sweep["size_bytes"], sweep["time_s"], n)
+        return dict(alpha_s=alpha, bw_bytes_per_s=bw, source="fit")
+    if spec["gpu"] == "cpu":
+        return None
+    link = link_between(catalog, spec["gpu"], spec.get("topology", "auto"), n)
+    return dict(alpha_s=link["alpha_s"], bw_bytes_per_s=link["bw_bytes_per_s"], source="catalog")
+
+
+def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
+    """Per (phase, op): costs, roofline and measured efficiency for one config."""
+    ceil = ceilings_for(spec, catalog, provenance)
+    link = link_for(spec, catalog, sweep)
+    hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
+    parts = []
+    for phase in PHASES:
+        costs = op_costs(spec["model"], batch=spec["batch"], input_len=spec["input_len"],
+                         output_len=spec["output_len"], tp=spec["tp"], dtype_bytes=DTYPE_BYTES[spec["dtype"]],
+                         phase=phase)
+        roof = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=link)
+        roof.insert(0, "phase", phase)
+        parts.append(roof)
+    t = pd.concat(parts, ignore_index=True).rename(columns={"calls": "calls_theory"})
+    for col in ("t_compute", "t_memory", "t_link", "t_bound"):
+        t[f"{col}_ms"] = t.pop(f"{col}_s") * 1e3
+    t.insert(0, "config", spec["name"])
+    s = summary[summary["config"] == spec["name"]].set_index(["phase", "op"])
+    measured, modeled = [], []
+    for _, r in t.iterrows():
+        key = (r["phase"], r["op"])
+        row = s.loc[key] if key in s.index else None
+        if row is not None and bool(row["modeled"]):
+            measured.append(r["t_link_ms"])  # emulated TP: the collective's time is the model's
+            modeled.append(True)
+        else:
+            measured.append(float(row["median_ms"]) if row is not None else math.nan)
+            modeled.append(False)
+    t["measured_ms"] = measured
+    t["modeled"] = modeled
+    sec = t["measured_ms"] / 1e3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t["achieved_tflops"] = t["flops"] / sec / 1e12
+        t["achieved_GBps"] = t["bytes"] / sec / 1e9
+        t["efficiency"] = t["t_bound_ms"] / t["measured_ms"]
+    t["peak_tflops"] = ceil["peak_tflops"]
+    t["mem_bw_GBps"] = ceil["mem_bw_GBps"]
+    t["link_GBps"] = link["bw_bytes_per_s"] / 1e9 if link else math.nan
+    t["ceiling_source"] = ceil["source"]
+    t["link_source"] = link["source"] if link else "none"
+    keep = ["config", "phase", "op", "flops", "bytes", "comm_bytes", "calls_theory", "intensity", "t_compute_ms",
+            "t_memory_ms", "t_link_ms", "t_bound_ms", "bound", "measured_ms", "modeled", "achieved_tflops",
+            "achieved_GBps", "efficiency", "peak_tflops", "mem_bw_GBps", "link_GBps", "ceiling_source", "link_source"]
+    return t[keep], ceil, link
+
+
+def op_repeat_times(ops_repeats, config, phase, op):
+    r = ops_repeats[(ops_repeats["config"] == config) & (ops_repeats["rank"] == 0)
+                    & (ops_repeats["phase"] == phase) & (ops_repeats["op"] == op) & (~ops_repeats["modeled"])]
+    return r["time_ms"].to_numpy(float)
+
+
+def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag):
+    """Per op and phase: measured speedup of a over b with CI beside the theoretical ratio."""
+    a, b = pair["a"], pair["b"]
+    label = pair.get("label") or f"{a} vs {b}"
+    ta = theory[theory["config"] == a].set_index(["phase", "op"])
+    tb = theory[theory["config"] == b].set_index(["phase", "op"])
+    rows = []
+    for (phase, op), ra in ta.iterrows():
+        if (phase, op) not in tb.index:
+            continue
+        rb = tb.loc[(phase, op)]
+        modeled = bool(ra["modeled"] or rb["modeled"])
+        if modeled:
+            sp, lo, hi = rb["measured_ms"] / ra["measured_ms"] if ra["measured_ms"] else math.nan, math.nan, math.nan
+        else:
+            xa, xb = op_repeat_times(ops_repeats, a, phase, op), op_repeat_times(ops_repeats, b, phase, op)
+            if len(xa) == 0 or len(xb) == 0 or np.median(xa) <= 0:
+                continue
+            sp, lo, hi = ratio_ci(xa, xb)
+        bound = ra["bound"]
+        res = {"compute": ("peak_tflops", 1), "memory": ("mem_bw_GBps", 1), "link": ("link_GBps", 1)}.get(bound)
+        resource = ra[res[0]] / rb[res[0]] if res and rb[res[0]] else math.nan
+        theo = rb["t_bound_ms"] / ra["t_bound_ms"] if ra["t_bound_ms"] > 0 else math.nan
+        mot = sp / theo if theo and np.isfinite(theo) else math.nan
+        rows.append(dict(label=label, a=a, b=b, phase=phase, op=op, time_a_ms=ra["measured_ms"],
+                         time_b_ms=rb["measured_ms"], speedup=sp, speedup_lo=lo, speedup_hi=hi, bound=bound,
+                         resource_ratio=resource, theory_speedup=theo, measured_over_theory=mot,
+                         flagged=bool(np.isfinite(mot) and abs(mot - 1) > ratio_flag), modeled=modeled))
+    for phase in PHASES:  # end-to-end per phase
+        xa = phase_totals[(phase_totals["config"] == a) & (phase_totals["phase"] == phase)]["e2e_ms"].to_numpy(float)
+        xb = phase_totals[(phase_totals["config"] == b) & (phase_totals["phase"] == phase)]["e2e_ms"].to_numpy(float)
+        if len(xa) and len(xb):
+            sp, lo, hi = ratio_ci(xa, xb)
+            theo_a = ta.loc[phase]["t_bound_ms"].sum() if phase in ta.index.get_level_values(0) else math.nan
+            theo_b = tb.loc[phase]["t_bound_ms"].sum() if phase in tb.index.get_level_values(0) else math.nan
+            theo = theo_b / theo_a if theo_a else math.nan
+            mot = sp / theo if np.isfinite(theo) and theo else math.nan
+            rows.append(dict(label=label, a=a, b=b, phase=phase, op="end_to_end", time_a_ms=float(np.median(xa)),
+                             time_b_ms=float(np.median(xb)), speedup=sp, speedup_lo=lo, speedup_hi=hi, bound="mixed",
+                             resource_ratio=math.nan, theory_speedup=theo, measured_over_theory=mot,
+                             flagged=bool(np.isfinite(mot) and abs(mot - 1) > ratio_flag), modeled=False))
+    return pd.DataFrame(rows)
+
+
+def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
+    """Sweep points vs the fitted model, per-phase collectives vs the model, 4-vs-8 explainer."""
+    if link is None:
+        return []
+    n, alpha, bw = spec["tp"], link["alpha_s"], link["bw_bytes_per_s"]
+    base = dict(config=spec["name"], n=n, alpha_us=alpha * 1e6, bw_GBps=bw / 1e9, source=link["source"])
+    rows = []
+    if sweep is not None:
+        for _, r in sweep.iterrows():
+            terms = allreduce_terms(r["size_bytes"], n, bw, alpha).iloc[0]
+            rows.append(dict(base, kind="sweep", phase="", size_bytes=r["size_bytes"], measured_ms=r["time_s"] * 1e3,
+                             model_ms=terms["total_s"] * 1e3, t_latency_ms=terms["latency_s"] * 1e3,
+                             t_bandwidth_ms=terms["bandwidth_s"] * 1e3))
+    for _, r in theory[(theory["config"] == spec["name"]) & (theory["op"] == "all_reduce")].iterrows():
+        calls = r["calls_theory"]
+        if not calls:
+            continue
+        msg = r["comm_bytes"] / calls
+        terms = allreduce_terms(msg, n, bw, alpha).iloc[0]
+        rows.append(dict(base, kind="phase", phase=r["phase"], size_bytes=msg, measured_ms=r["measured_ms"] / calls,
+                         model_ms=terms["total_s"] * 1e3, t_latency_ms=terms["latency_s"] * 1e3,
+                         t_bandwidth_ms=terms["bandwidth_s"] * 1e3))
+    m = spec["model"]
+    ex = tp_scaling_explainer(hidden_size=m["hidden_size"], batch=spec["batch"], input_len=spec["input_len"],
+                              dtype_bytes=DTYPE_BYTES[spec["dtype"]], alpha_s=alpha, bw_bytes_per_s=bw,
+                              ns=sorted({n, 4, 8}))
+    for _, r in ex.iterrows():
+        rows.append(dict(base, kind="tp_scaling", phase=r["phase"], n=int(r["n"]), size_bytes=r["msg_bytes"],
+                         measured_ms=math.nan, model_ms=r["total_s"] * 1e3, t_latency_ms=r["latency_s"] * 1e3,
+                         t_bandwidth_ms=r["bandwidth_s"] * 1e3))
+    return rows
+
+
+def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1):
+    """Roofline time per decode step against the measured step latency (median over repeats)."""
+    s = steps[(steps["config"] == spec["name"]) & (steps["phase"] == "decode")]
+    med = s.groupby("step")["e2e_ms"].median()
+    hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
+    rows = []
+    for step in range(0, spec["output_len"], stride):
+        c = decode_step_costs(spec["model"], batch=spec["batch"], input_len=spec["input_len"], step=step,
+                              tp=spec["tp"], dtype_bytes=DTYPE_BYTES[spec["dtype"]])
+        roof = roofline(c, hw, n_gpus=1)  # compute and memory terms; collectives are in allreduce.csv
+        scale = spec["model_layers"] / spec["num_layers"]
+        measured = med.get(step, math.nan)
+        rows.append(dict(config=spec["name"], step=step, context_len=spec["input_len"] + step + 1,
+                         t_bound_ms=float(roof["t_bound_s"].sum() * 1e3), measured_ms=float(measured),
+                         layer_scale=scale))
+    return rows
+
+
+def build(specs, summary, ops_repeats, phase_totals, steps, provenance, catalog, sweeps, pairs, ratio_flag):
+    """All theory tables as DataFrames (written by scripts/theory.py)."""
+    th, ar, ds, ce = [], [], [], []
+    for name, spec in specs.items():
+        t, ceil, link = theory_ops(spec, catalog, provenance, sweeps.get(name), summary)
+        th.append(t)
+        ar += allreduce_rows(spec, link, sweeps.get(name), t)
+        stride = max(1, spec["output_len"] // 256)
+        ds += decode_step_rows(spec, ceil, steps, stride)
+        ce.append(dict(config=name, gpu=spec["gpu"], peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"],
+                       link_GBps=link["bw_bytes_per_s"] / 1e9 if link else math.nan,
+                       alpha_us=link["alpha_s"] * 1e6 if link else math.nan, source=ceil["source"],
+                       link_source=link["source"] if link else "none"))
+    theory = pd.concat(th, ignore_index=True)
+    pair_df = pd.concat([pair_table(p, theory, ops_repeats, phase_totals, ratio_flag) for p in pairs]
+                        or [pd.DataFrame()], ignore_index=True)
+    seen, van = set(), []
+    for spec in specs.values():
+        m = spec["model"]
+        key = (m["name"], spec["batch"] * spec["input_len"])
+        if key in seen:
+            continue
+        seen.add(key)
+        v = vanilla_gpt_flops(m, tokens=spec["batch"] * spec["input_len"])
+        v.insert(0, "model", m["name"])
+        v.insert(1, "tokens", key[1])
+        van.append(v.rename(columns={"seed_flops": "vanilla_flops"}))
+    return dict(ops=theory, pairs=pair_df, vanilla=pd.concat(van, ignore_index=True),
+                allreduce=pd.DataFrame(ar, columns=["config", "kind", "phase", "n", "size_bytes", "measured_ms",
+                                                    "model_ms", "alpha_us", "bw_GBps", "source", "t_latency_ms",
+                                                    "t_bandwidth_ms"]),
+                decode_steps=pd.DataFrame(ds), ceilings=pd.DataFrame(ce))

@@ -1,0 +1,36 @@
+"""Thin entry point: theory tables (logic in opbreak.theory_tables)."""
+
+import json
+import sys
+
+import pandas as pd
+
+from opbreak.hardware import load_catalog
+from opbreak.io import write_csv_atomic
+from opbreak.theory_tables import build
+
+sys.stderr = open(snakemake.log[0], "w")
+specs = {}
+for path in snakemake.input.specs:
+    spec = json.loads(open(path).read())
+    specs[spec["name"]] = spec
+sweeps = {}
+for path in snakemake.input.sweeps:
+    df = pd.read_csv(path)
+    sweeps[df["config"].iloc[0]] = df
+ops_repeats = pd.read_csv(snakemake.input.ops_repeats)
+steps = pd.read_csv(snakemake.input.steps)
+tables = build(
+    specs,
+    pd.read_csv(snakemake.input.ops_summary),
+    ops_repeats,
+    pd.read_csv(snakemake.input.phase_totals),
+    steps,
+    json.loads(open(snakemake.input.provenance).read()),
+    load_catalog(snakemake.input.catalog),
+    sweeps,
+    snakemake.params.pairs,
+    snakemake.params.ratio_flag,
+)
+for key in ("ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings"):
+    write_csv_atomic(tables[key], snakemake.output[key])

@@ -1,0 +1,41 @@
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_PARTS = ("Snakefile", "rules", "config", "scripts", "report/templates", "opbreak", "envs", "profiles")
+
+
+@pytest.fixture
+def tiny_config():
+    return copy.deepcopy(yaml.safe_load((ROOT / "tests/data/tiny.yaml").read_text()))
+
+
+def copy_workflow(dst: Path) -> Path:
+    """A runnable copy of the workflow (sources only, no results) in dst."""
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dst / part, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (dst / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / part)
+    return dst
+
+
+def snakemake(workdir, *args, timeout=600, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    p = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+@pytest.fixture
+def workflow_copy(tmp_path):
+    return copy_workflow(tmp_path / "wf")

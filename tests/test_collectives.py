@@ -1,0 +1,79 @@
+"""Alpha-beta ring model: exact recovery, a real gloo sweep fit, the 4 vs 8 GPU story."""
+
+import numpy as np
+import pytest
+
+from opbreak.collectives import (
+    allreduce_sweep,
+    fit_alpha_beta,
+    ring_allgather_time,
+    ring_allreduce_time,
+    tp_scaling_explainer,
+)
+
+
+def test_ring_formula_and_vectorized():
+    assert ring_allreduce_time(1e6, 1, 1e9, 1e-5) == 0.0
+    assert ring_allreduce_time(1e6, 4, 1e9, 1e-5) == pytest.approx(1.5e-3 + 6e-5)
+    t = ring_allreduce_time(np.array([0.0, 1e6]), 8, 1e9, 1e-5)
+    np.testing.assert_allclose(t, [14e-5, 1.75e-3 + 14e-5])
+    assert ring_allgather_time(1e6, 4, 1e9, 1e-5) == pytest.approx(0.75e-3 + 3e-5)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_fit_exact_recovery(n):
+    sizes = np.logspace(10, 27, 12, base=2)
+    alpha, bw = 7.5e-6, 123e9
+    a, b = fit_alpha_beta(sizes, ring_allreduce_time(sizes, n, bw, alpha), n)
+    assert a == pytest.approx(alpha, rel=1e-9)
+    assert b == pytest.approx(bw, rel=1e-9)
+
+
+def test_fit_relative_weighting_keeps_small_messages():
+    # 1% multiplicative noise: a relative fit keeps alpha; an absolute one would not
+    rng = np.random.default_rng(0)
+    sizes = np.logspace(10, 28, 19, base=2)
+    t = ring_allreduce_time(sizes, 8, 100e9, 5e-6) * rng.normal(1, 0.01, sizes.size)
+    a, b = fit_alpha_beta(sizes, t, 8)
+    assert a == pytest.approx(5e-6, rel=0.05)
+    assert b == pytest.approx(100e9, rel=0.05)
+
+
+def test_decode_allreduce_grows_from_4_to_8():
+    # A100 NVLink per direction 300 GB/s, 8 us per hop; LLaMA2-70B, batch 20, fp16
+    df = tp_scaling_explainer(hidden_size=8192, batch=20, input_len=1024, dtype_bytes=2,
+                              alpha_s=8e-6, bw_bytes_per_s=300e9).set_index(["phase", "n"])
+    dec4, dec8 = df.loc[("decode", 4)], df.loc[("decode", 8)]
+    assert dec4["latency_share"] > 0.5 and dec8["latency_share"] > 0.5
+    assert dec8["total_s"] > dec4["total_s"]  # more GPUs, slower decode all_reduce
+    pre4 = df.loc[("prefill", 4)]
+    assert pre4["bandwidth_s"] > 10 * pre4["latency_s"]
+    assert df.loc[("prefill", 8), "vs_first_n"] == pytest.approx(
+        (1.75 * 20 * 1024 * 8192 * 2 / 300e9 + 14 * 8e-6)
+        / (1.5 * 20 * 1024 * 8192 * 2 / 300e9 + 6 * 8e-6))
+
+
+SWEEP_SIZES = [64 * 1024 * 2**i for i in range(6)]  # 64 KiB .. 2 MiB
+
+
+def test_fit_reproduces_real_gloo_sweep():
+    """Fit a real 2-process gloo sweep; every size within 10% of the model.
+
+    The sizes stay inside one CPU cache regime (beyond ~2 MiB the per-byte cost of a
+    CPU all-reduce jumps, which no single alpha-beta line describes). A shared 2-vCPU
+    host sometimes leaves a whole sweep in a slow mode, so the sweep is re-measured up
+    to 4 times; each attempt must meet the full assertion on its own.
+    """
+    errors = []
+    for _ in range(4):
+        df = allreduce_sweep(SWEEP_SIZES, 2)
+        assert list(df.columns) == ["size_bytes", "time_s", "algbw_GBps", "busbw_GBps"]
+        np.testing.assert_allclose(df["algbw_GBps"], df["size_bytes"] / df["time_s"] / 1e9)
+        np.testing.assert_allclose(df["busbw_GBps"], df["algbw_GBps"])  # 2(n-1)/n = 1
+        a, b = fit_alpha_beta(df["size_bytes"], df["time_s"], 2)
+        rel = ring_allreduce_time(df["size_bytes"].to_numpy(), 2, b, a) / df["time_s"] - 1
+        errors.append(float(np.abs(rel).max()))
+        if errors[-1] < 0.10:
+            assert a > 0 and np.isfinite(b)
+            return
+    pytest.fail(f"alpha-beta fit misses a measured size by >10% in every attempt: {errors}")

@@ -1,0 +1,101 @@
+"""Every bad config is refused before any job starts, naming config, field and fix."""
+
+import pytest
+
+from opbreak.config import check, memory_estimate_gib, merged, resolve
+
+CATALOG = {"gpus": {"H100-SXM": {"mem_GiB": 79.6}, "A40": {"mem_GiB": 44.5}}}
+L70 = dict(hidden_size=8192, intermediate_size=28672, num_layers=80, num_heads=64, num_kv_heads=8, vocab_size=32000)
+
+
+def gpu_cfg(**over):
+    c = dict(name="g", model="big", gpu="H100-SXM", num_gpus=1, tp=1, gpu_ids=[0], backend="lightllm",
+             batch=1, input_len=16, output_len=16, dtype="float16", num_layers=2, timing="cuda_events")
+    c.update(over)
+    return c
+
+
+def with_cfg(base, **over):
+    base["configs"][0].update(over)
+    return base
+
+
+# (id, mutate(config) -> config, expected fragments)
+CASES = [
+    ("tp-not-dividing-heads", lambda c: with_cfg(c, tp=3), ["configs[0] ('t1').tp", "does not divide num_heads"]),
+    ("tp-not-dividing-kv-heads", lambda c: with_cfg(c, tp=4), ["configs[0] ('t1').tp", "num_kv_heads 2"]),
+    ("zero-batch", lambda c: with_cfg(c, batch=0), ["configs[0] ('t1').batch", "positive integer"]),
+    ("negative-input", lambda c: with_cfg(c, input_len=-5), ["('t1').input_len", "positive integer"]),
+    ("zero-output", lambda c: with_cfg(c, output_len=0), ["('t1').output_len", "positive integer"]),
+    ("zero-repeats", lambda c: with_cfg(c, repeats=0), ["('t1').repeats", ">= 1"]),
+    ("duplicate-name", lambda c: with_cfg(c, name="t2"), ["duplicate config name 't2'"]),
+    ("slash-in-name", lambda c: with_cfg(c, name="a/b"), ["'a/b' is not a safe path part"]),
+    ("shell-metachar-name", lambda c: with_cfg(c, name="x;rm -rf ~"), ["is not a safe path part"]),
+    ("dotdot-name", lambda c: with_cfg(c, name="../up"), ["'../up' is not a safe path part"]),
+    ("unsafe-study", lambda c: {**c, "study": "my study$(id)"}, ["study:", "not a safe path part"]),
+    ("unknown-model", lambda c: with_cfg(c, model="nope"), ["('t1').model", "unknown model 'nope'"]),
+    ("missing-model-file", lambda c: {**c, "models": {**c["models"], "f": "config/models/missing.yaml"}},
+     ["models.f", "not found"]),
+    ("heads-not-multiple-of-kv", lambda c: {**c, "models": {"micro": {**c["models"]["micro"], "num_kv_heads": 3}}},
+     ["models.micro", "not a multiple of num_kv_heads"]),
+    ("pair-unknown-config", lambda c: {**c, "pairs": [{"a": "t1", "b": "ghost"}]}, ["pairs[0].b", "unknown config 'ghost'"]),
+    ("lightllm-on-cpu", lambda c: with_cfg(c, backend="lightllm"), ["('t1').backend", "needs a GPU"]),
+    ("cuda-timing-on-cpu", lambda c: with_cfg(c, timing="cuda_events"), ["('t1').timing", "needs CUDA"]),
+    ("weights-path-missing", lambda c: with_cfg(c, weights="/no/such/dir"), ["('t1').weights", "not a directory"]),
+    ("truncate-too-deep", lambda c: with_cfg(c, num_layers=9), ["('t1').num_layers", "between 1 and"]),
+    ("decode-sample-too-many", lambda c: with_cfg(c, decode_sample=99), ["('t1').decode_sample", "exceeds output_len"]),
+    ("unknown-gpu", lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(gpu="B300")]},
+     ["('g').gpu", "unknown GPU model 'B300'", "hardware.yaml"]),
+    ("gpu-ids-repeated", lambda c: {**c, "models": {**c["models"], "big": L70},
+                                    "configs": [gpu_cfg(tp=2, num_gpus=2, gpu_ids=[0, 0])]},
+     ["('g').gpu_ids", "repeats a GPU id"]),
+    ("gpu-ids-more-than-num-gpus", lambda c: {**c, "models": {**c["models"], "big": L70},
+                                              "configs": [gpu_cfg(gpu_ids=[0, 1])]},
+     ["('g').gpu_ids", "has 2 ids but num_gpus is 1"]),
+    ("num-gpus-vs-tp", lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(tp=4)]},
+     ["('g').num_gpus", "needs 4"]),
+    ("perf-counter-on-gpu", lambda c: {**c, "models": {**c["models"], "big": L70},
+                                       "configs": [gpu_cfg(timing="perf_counter")]},
+     ["('g').timing", "does not see asynchronous CUDA work"]),
+    ("kv-plus-weights-exceed-memory", lambda c: {**c, "models": {**c["models"], "big": L70},
+                                                 "configs": [gpu_cfg(num_layers=None, batch=20, input_len=1024,
+                                                                     output_len=1024)]},
+     ["('g'): needs ~", "GiB per GPU (weights", "KV cache", "H100-SXM has 79.6 GiB"]),
+    ("cpu-with-gpus", lambda c: with_cfg(c, num_gpus=2), ["('t1').num_gpus", "set 0"]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_config_is_refused_with_a_clear_message(tiny_config, case):
+    _, mutate, fragments = case
+    errs = check(mutate(tiny_config), root=".", catalog=CATALOG)
+    text = "\n".join(errs)
+    assert errs, "config was accepted"
+    for frag in fragments:
+        assert frag in text, f"{frag!r} not in:\n{text}"
+
+
+def test_good_config_passes(tiny_config):
+    assert check(tiny_config, catalog=CATALOG) == []
+
+
+def test_good_gpu_config_passes(tiny_config):
+    cfg = {**tiny_config, "models": {"big": L70}, "configs": [gpu_cfg(tp=4, num_gpus=1, emulate_tp=True)], "pairs": []}
+    assert check(cfg, catalog=CATALOG) == []
+
+
+def test_memory_estimate_matches_hand_count():
+    c = merged({}, gpu_cfg(num_layers=None, batch=20, input_len=1024, output_len=1024, tp=4, num_gpus=4))
+    gib, _ = memory_estimate_gib(L70, c)
+    h, hd = 8192, 128
+    per_layer = 2 * h * h + 2 * h * 8 * hd + 3 * h * 28672
+    weights = (80 * per_layer + 2 * 32000 * h) * 2 / 4
+    kv = 2 * 80 * 20 * 2048 * 2 * hd * 2
+    assert gib == pytest.approx((weights + kv) / 2**30)
+
+
+def test_resolve_drops_scheduling_fields(tiny_config):
+    tiny_config["configs"][0]["slurm"] = {"partition": "gpu"}
+    spec = resolve(tiny_config, "t1")
+    assert "slurm" not in spec and "repeats" not in spec
+    assert spec["model"]["hidden_size"] == 64 and spec["device"] == "cpu" and spec["num_layers"] == 2
