@@ -93,12 +93,13 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
     Slices are op medians (ops_summary.median_ms); labels are the table's ``share``
     (op median / phase median). Modeled ops (no measured time) are drawn hatched
     with their theory time and no percentage. Slices under PIE_MIN_SHARE of the
-    drawn total fold into one light "other" slice whose members the legend lists.
+    drawn total fold into one light "other" slice; the ops in it are listed under
+    that phase's pie.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.4))
     legend_ops = []
-    other_members = set()
     any_modeled = False
+    order = {o: i for i, o in enumerate(OPS)}
     for ax, phase in zip(axes, PHASES):
         d = ops_summary[(ops_summary["config"] == config) & (ops_summary["phase"] == phase)]
         d = d[np.isfinite(d["median_ms"]) & (d["median_ms"] > 0)]
@@ -111,7 +112,6 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
             _no_data(ax, f"{phase}: no data")
             continue
         total = sum(v for _, v, _, _ in vals)
-        order = {o: i for i, o in enumerate(OPS)}
         vals.sort(key=lambda t: order.get(t[0], 99))
         big = [t for t in vals if t[1] / total >= PIE_MIN_SHARE]
         small = [t for t in vals if t[1] / total < PIE_MIN_SHARE]
@@ -124,14 +124,14 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
             sizes.append(sum(t[1] for t in small))
             colors.append(OTHER_COLOR)
             labels.append("")
-            other_members.update(t[0] for t in small)
         wedges, _ = ax.pie(sizes, colors=colors, startangle=90, counterclock=False,
                            wedgeprops=dict(linewidth=1, edgecolor="white"))
-        for w, t in zip(wedges, big):
-            if t[3]:
+        for w, tt in zip(wedges, big):
+            if tt[3]:
                 w.set_hatch("//")
                 any_modeled = True
-        # percentage labels inside the wedge, white on dark colours
+        if small:
+            wedges[-1].set_edgecolor("#bbbbbb")
         for w, lab in zip(wedges, labels):
             if not lab:
                 continue
@@ -142,20 +142,21 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
             ax.text(x, y, lab, ha="center", va="center", fontsize=10, color="white" if lum < 0.55 else "black",
                     fontweight="bold")
         ph = d["phase_median_ms"].dropna()
-        title = phase if ph.empty else f"{phase}  (phase median {ph.iloc[0]:.4g} ms)"
+        title = phase if ph.empty else f"{phase}\n(phase median {ph.iloc[0]:.4g} ms)"
         ax.set_title(title, fontsize=11)
         ax.set_aspect("equal")
-        legend_ops += [t[0] for t in big if t[0] not in legend_ops]
+        if small:
+            names = _wrap(", ".join(_op_order([tt[0] for tt in small])), 44)
+            ax.text(0.5, -0.04, f"other (each < {100 * PIE_MIN_SHARE:.0f}%):\n{names}", transform=ax.transAxes,
+                    ha="center", va="top", fontsize=8.5, color="#444444")
+        legend_ops += [tt[0] for tt in big if tt[0] not in legend_ops]
     handles = [Patch(facecolor=op_color(o), edgecolor="white", label=o) for o in _op_order(legend_ops)]
-    if other_members:
-        names = ", ".join(_op_order(other_members))
-        handles.append(Patch(facecolor=OTHER_COLOR, edgecolor="#999999",
-                             label=f"other (< {100 * PIE_MIN_SHARE:.0f}% each):\n" + _wrap(names, 34)))
+    handles.append(Patch(facecolor=OTHER_COLOR, edgecolor="#bbbbbb", label="other (listed under the pie)"))
     if any_modeled:
         handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="//", label="modeled (theory time)"))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.92, 0.5), frameon=False, fontsize=9)
-    fig.suptitle(f"Operator share of phase time: {_short(config, 60)}", fontsize=12)
-    fig.subplots_adjust(left=0.02, right=0.9, wspace=0.05)
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.9, 0.5), frameon=False, fontsize=9)
+    fig.suptitle(f"Operator share of phase time: {_short(config, 60)}", fontsize=12, y=1.0)
+    fig.subplots_adjust(left=0.02, right=0.9, top=0.86, wspace=0.08)
     _save(fig, path)
 
 
@@ -213,46 +214,63 @@ def _n_ops(df, configs):
     return max(3, df[df["config"].isin(configs)].groupby("phase")["op"].nunique().max() if len(df) else 3)
 
 
+END_TO_END_COLOR = "#555555"
+
+
 def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
-    """Speedup of A over B per op with bootstrap-CI whiskers; black diamond = roofline ratio."""
+    """Speedup of A over B per op (bars from 1, log scale) with bootstrap-CI whiskers;
+    black diamond = roofline ratio; red tick label = flagged (measured/theory off)."""
     d = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
     nops = max(3, d.groupby("phase")["op"].nunique().max() if len(d) else 3)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 1.0 + 0.42 * nops), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.3 + 0.42 * nops), squeeze=False)
     for ax, phase in zip(axes[0], PHASES):
         p = d[(d["phase"] == phase) & np.isfinite(d["speedup"]) & (d["speedup"] > 0)]
         if p.empty:
             _no_data(ax, f"{phase}: no comparable ops")
             continue
-        ops = _op_order(p["op"].unique())
-        p = p.set_index("op").loc[ops]
+        ops = _op_order([o for o in p["op"].unique() if o != "end_to_end"])
+        if "end_to_end" in set(p["op"]):
+            ops = ["end_to_end"] + ops
+        p = p.drop_duplicates("op").set_index("op").loc[ops]
         y = np.arange(len(ops))
         sp = p["speedup"].to_numpy(float)
         lo = np.nan_to_num(sp - p["speedup_lo"].to_numpy(float))
         hi = np.nan_to_num(p["speedup_hi"].to_numpy(float) - sp)
-        ax.barh(y, sp, color=[op_color(o) for o in ops], edgecolor="#333333", linewidth=0.5,
-                xerr=np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)]), ecolor="#222222", capsize=3,
-                hatch=None)
+        colors = [END_TO_END_COLOR if o == "end_to_end" else op_color(o) for o in ops]
+        ax.barh(y, sp - 1.0, left=1.0, color=colors, edgecolor="#333333", linewidth=0.5, height=0.7)
+        ax.errorbar(sp, y, xerr=np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)]), fmt="none",
+                    ecolor="#222222", capsize=3, lw=1)
         th = p["theory_speedup"].to_numpy(float)
         ok = np.isfinite(th) & (th > 0)
-        ax.scatter(th[ok], y[ok], marker="D", color="black", zorder=5, s=36, label="theory (roofline)")
-        flagged = p["flagged"].astype(bool).to_numpy() if "flagged" in p else np.zeros(len(ops), bool)
-        for yi, f, s in zip(y, flagged, sp):
-            if f:
-                ax.annotate("≠ theory", (s, yi), xytext=(6, 0), textcoords="offset points", va="center",
-                            fontsize=8, color="#b00000")
-        ax.axvline(1.0, color="#444444", lw=1, ls="--")
+        ax.scatter(th[ok], y[ok], marker="D", color="black", edgecolor="white", linewidth=0.8, zorder=5, s=42,
+                   label="theory (roofline)")
+        ax.axvline(1.0, color="#444444", lw=1)
+        if "end_to_end" in ops:
+            ax.axhline(0.5, color="#999999", lw=0.8, ls=":")
         ax.set_xscale("log", base=2)
-        vals = np.concatenate([sp, th[ok], p["speedup_hi"].dropna().to_numpy(float), [1.0]])
+        vals = np.concatenate([sp, th[ok], p["speedup_hi"].dropna().to_numpy(float),
+                               p["speedup_lo"].dropna().to_numpy(float), [1.0]])
         vals = vals[np.isfinite(vals) & (vals > 0)]
-        ax.set_xlim(vals.min() / 1.6, vals.max() * 2.2)
+        ax.set_xlim(vals.min() / 1.4, vals.max() * 1.4)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_yticks(y, [o + (" (modeled)" if bool(p["modeled"].get(o, False)) else "") for o in ops])
+        flagged = p["flagged"].astype(bool).to_numpy()
+        names = [o + (" (modeled)" if bool(p["modeled"].get(o, False)) else "") + (" ≠" if f else "")
+                 for o, f in zip(ops, flagged)]
+        ax.set_yticks(y, names)
+        for tl, f in zip(ax.get_yticklabels(), flagged):
+            if f:
+                tl.set_color("#c00000")
+                tl.set_fontweight("bold")
         ax.invert_yaxis()
-        ax.set_xlabel(f"speedup of A over B = time(B) / time(A)   (log scale; > 1: A faster)")
+        ax.set_xlabel("speedup of A over B = time(B) / time(A)\n(log scale; right of 1: A faster)")
         ax.set_title(phase)
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8, frameon=True)
-    fig.suptitle(f"{_short(label, 80)}\nA = {_short(a)}, B = {_short(b)}", y=1.04)
+    handles = [plt.Line2D([], [], marker="D", color="w", markerfacecolor="black", markersize=7,
+                          label="theory (roofline ratio)"),
+               plt.Line2D([], [], color="#222222", lw=1, label="95% bootstrap CI"),
+               Patch(facecolor="white", edgecolor="white", label="red label ≠: flagged, off theory")]
+    fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
+    fig.suptitle(f"{_short(label, 80)}:  A = {_short(a)}, B = {_short(b)}", y=1.05)
     fig.tight_layout()
     _save(fig, path)
 
@@ -282,7 +300,13 @@ def decode_steps(steps: pd.DataFrame, theory_steps: pd.DataFrame, configs, path)
     else:
         ax.set_xlabel("context length (tokens in the KV cache)")
         ax.set_ylabel("decode step latency [ms]")
-        ax.set_ylim(bottom=0)
+        lines = [ln.get_ydata() for ln in ax.get_lines()]
+        ymin = min((np.nanmin(v) for v in lines if len(v)), default=1)
+        ymax = max((np.nanmax(v) for v in lines if len(v)), default=1)
+        if ymin > 0 and ymax / ymin > 20:  # roofline far below measured: log scale keeps both readable
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         ax.set_title("Decode step latency vs context length (line: median of repeats, band: min-max)")
@@ -374,15 +398,17 @@ def repeat_spread(phase_totals_df: pd.DataFrame, phase_summary: pd.DataFrame, co
             out = mad_outliers(v) if len(v) >= 3 else np.zeros(len(v), bool)
             yy = i + (np.linspace(-0.18, 0.18, len(v)) if len(v) > 1 else np.zeros(len(v)))
             ax.scatter(rel[~out], yy[~out], color="#333333", s=16)
-            ax.scatter(rel[out], yy[out], color="#d00000", s=30, marker="x", label="outlier (MAD)" if i == 0 else None)
+            if out.any():
+                ax.scatter(rel[out], yy[out], color="#d00000", s=30, marker="x", label="outlier (MAD)")
         ax.axvline(0, color="#888888", lw=1)
         ax.set_yticks(np.arange(len(cf)), [_short(c, 28) for c in cf])
         ax.invert_yaxis()
         ax.set_xlabel("repeat vs median of repeats [%]")
         ax.set_title(f"{phase}: spread of repeats")
         ax.grid(axis="x", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+        h, lab = ax.get_legend_handles_labels()
+        if h:
+            ax.legend(h[:1], lab[:1], fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 
@@ -478,19 +504,19 @@ def efficiency(theory_ops: pd.DataFrame, configs, path):
 
 
 def allreduce(ar: pd.DataFrame, configs, path):
-    """All-reduce: measured sweep and in-phase calls against the alpha-beta ring model."""
+    """All-reduce per config: left, the measured size sweep and in-phase calls against the
+    alpha-beta ring model; right, the model's latency and bandwidth terms as the rank count grows."""
     present = [c for c in configs if c in set(ar["config"])] if len(ar) else []
     n = max(1, len(present))
-    ncol = min(2, n)
-    nrow = math.ceil(n / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.2 * ncol, 4.4 * nrow), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
+    fig, axes = plt.subplots(n, 2, figsize=(12.5, 4.3 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.25, 1]})
     if not present:
         _no_data(axes[0, 0], "no all-reduce rows (single-rank configs only?)")
+        axes[0, 1].set_visible(False)
         _save(fig, path)
         return
-    for ax, cfg in zip(axes.flat, present):
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    for (ax, ax2), cfg in zip(axes, present):
         d = ar[(ar["config"] == cfg) & (ar["size_bytes"] > 0)]
         sw = d[d["kind"] == "sweep"].sort_values("size_bytes")
         ph = d[d["kind"] == "phase"]
@@ -500,24 +526,54 @@ def allreduce(ar: pd.DataFrame, configs, path):
         for phase in PHASES:
             p = ph[ph["phase"] == phase]
             if len(p):
-                ax.scatter(p["size_bytes"], p["measured_ms"], marker=PHASE_MARKERS[phase], s=70,
+                ax.scatter(p["size_bytes"], p["measured_ms"], marker=PHASE_MARKERS[phase], s=80,
                            color=OP_COLORS["all_reduce"], edgecolor="black", label=f"{phase} call, measured")
-                ax.scatter(p["size_bytes"], p["model_ms"], marker=PHASE_MARKERS[phase], s=70, facecolor="none",
+                ax.scatter(p["size_bytes"], p["model_ms"], marker=PHASE_MARKERS[phase], s=80, facecolor="none",
                            edgecolor="black", label=f"{phase} call, model")
-        if d.empty:
-            _no_data(ax, "no sizes")
-        else:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("message size [bytes]")
-            ax.set_ylabel("time per all-reduce [ms]")
-            ax.grid(alpha=0.3, which="both", lw=0.4)
-            ax.legend(fontsize=7, loc="upper left")
         fit = d.dropna(subset=["alpha_us", "bw_GBps"]).head(1)
         sub = ""
         if len(fit):
             f = fit.iloc[0]
-            sub = f"\nalpha {f['alpha_us']:.3g} us, B {f['bw_GBps']:.3g} GB/s ({f['source']}, n={int(f['n'])})"
-        ax.set_title(_short(cfg, 50) + sub, fontsize=10)
+            sub = f": alpha {f['alpha_us']:.3g} us, B {f['bw_GBps']:.3g} GB/s ({f['source']}, {int(f['n'])} ranks)"
+        if sw.empty and ph.empty:
+            _no_data(ax, "no measured sizes")
+        else:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel("message size [bytes]")
+            ax.set_ylabel("time per all-reduce [ms]")
+            ax.grid(alpha=0.3, which="both", lw=0.4)
+            ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=3, frameon=False)
+        ax.set_title(_short(cfg, 40) + sub, fontsize=10)
+        sc = d[d["kind"] == "tp_scaling"]
+        if sc.empty:
+            ax2.set_visible(False)
+            continue
+        width = 0.38
+        ns = sorted(sc["n"].dropna().unique())
+        x = np.arange(len(ns))
+        for k, phase in enumerate(PHASES):
+            p = sc[sc["phase"] == phase].set_index("n")
+            if p.empty:
+                continue
+            lat = np.array([p["t_latency_ms"].get(v, np.nan) for v in ns], float)
+            bw = np.array([p["t_bandwidth_ms"].get(v, np.nan) for v in ns], float)
+            xs = x + (k - 0.5) * width
+            ax2.bar(xs, lat, width, color="#555555", edgecolor="white", label="latency term" if k == 0 else None)
+            ax2.bar(xs, bw, width, bottom=lat, color=OP_COLORS["all_reduce"], edgecolor="white",
+                    label="bandwidth term" if k == 0 else None)
+            size = p["size_bytes"].iloc[0]
+            for xi, tot in zip(xs, lat + bw):
+                ax2.text(xi, tot, phase[0].upper(), ha="center", va="bottom", fontsize=8)
+            ax2.plot([], [], " ", label=f"{phase[0].upper()} = {phase}, {size:.4g} B message")
+        ax2.set_xticks(x, [f"{int(v)}" for v in ns])
+        ax2.set_xlabel("ranks in the ring")
+        ax2.set_ylabel("model time per all-reduce [ms]")
+        ax2.set_title("ring model as ranks grow (same link)", fontsize=10)
+        ax2.grid(axis="y", alpha=0.3)
+        ax2.legend(fontsize=7.5, loc="upper left")
     fig.tight_layout()
     _save(fig, path)

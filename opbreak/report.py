@@ -375,7 +375,7 @@ def generate_conclusions(t: dict, configs, pairs_decl, trace: Trace) -> list[Sen
                            "term grows with every added rank")
                     trend = "grows"
                 else:
-                    why = "the bandwidth term dominates and the per-rank share of the message shrinks"
+                    why = "the model predicts a gain from more ranks"
                     trend = "shrinks"
                 out.append(trace.sentence(
                     f"With this link and message size, the model's {phase} `all_reduce` {trend} from {t0} on {n0} "

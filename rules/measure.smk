@@ -39,11 +39,12 @@ rule measure:
 
 
 rule sweep:
-    input:
-        spec="results/specs/{config}.json",
+    # Depends on the transport only (device, ranks), not on the model or batch.
     output:
         "results/measure/{config}/allreduce_sweep.csv",
     params:
+        world=lookup(dpath="{config}/tp", within=SPECS),
+        device=lookup(dpath="{config}/device", within=SPECS),
         sizes=" ".join(str(int(s)) for s in config.get("allreduce_sweep", {}).get("sizes", [])),
         iters=int(config.get("allreduce_sweep", {}).get("iters", 20)),
     log:
@@ -56,5 +57,6 @@ rule sweep:
         slurm_account=slurm_field("account", ""),
         runtime=slurm_field("runtime", 60),
     shell:
-        "python -m opbreak.sweep --spec {input.spec} --out {output} --iters {params.iters}"
-        " --sizes {params.sizes} > {log} 2>&1"
+        "python -m opbreak.sweep --config-name {wildcards.config} --world {params.world}"
+        " --device {params.device} --iters {params.iters} --sizes {params.sizes}"
+        " --out {output} > {log} 2>&1"
