@@ -24,6 +24,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         "report/all.md",
-    default_target: True

@@ -170,7 +170,7 @@ def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, back
 
         bufs = [torch.ones(max(1, int(s) // 4), dtype=torch.float32, device=dev) for s in sizes]
         per_round = max(1, -(-iters // rounds))
-        medians = []
+        pooled = [[] for _ in sizes]
         for _ in range(repeats):
             # a fresh group = fresh connections: a connection stuck in a slow mode
             # (seen on loaded virtual hosts) spoils one repeat, not the result
@@ -192,9 +192,10 @@ def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, back
             # the slowest rank defines each call's time (the collective ends on all ranks)
             t = torch.tensor(times, dtype=torch.float64, device=dev)
             dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
-            medians.append(np.median(t.cpu().numpy(), axis=1))
+            for j, row in enumerate(t.cpu().numpy().tolist()):
+                pooled[j].extend(row)
             dist.destroy_process_group(group)
-        results = np.median(np.asarray(medians), axis=0).tolist()
+        results = pooled
         if rank == 0:
             with open(out_path, "w") as f:
                 json.dump(results, f)
@@ -210,16 +211,18 @@ def allreduce_sweep(
     iters: int = 40,
     warmup: int = 3,
     rounds: int = 8,
-    repeats: int = 3,
+    repeats: int = 1,
     timeout_s: float = 60.0,
 ) -> pd.DataFrame:
     """Measure all_reduce of float32 buffers over ``world_size`` spawned processes.
 
     Per repeat (a fresh process group each): ``warmup`` untimed calls per size, then
     ``iters`` individually timed calls per size, interleaved over ``rounds`` rounds;
-    a call's time is the slowest rank's. time_s = median over repeats of the median
-    over calls. Medians, not nccl-tests' mean, because loaded or virtual hosts show
-    millisecond hiccups (and connections stuck in a slow mode) that swamp a mean.
+    a call's time is the slowest rank's. time_s = median over all timed calls (not
+    nccl-tests' mean: loaded or virtual hosts add millisecond wake-up hiccups that
+    swamp a mean). time_p10_s / time_min_s are the lower envelope: interference only
+    ever adds time, so on a shared host they estimate the uncontended link best and
+    are what to fit alpha-beta to there. calls = timed calls per size.
     algbw = size/time, busbw = algbw * 2(n-1)/n (nccl-tests). Call it under
     ``if __name__ == "__main__":`` in scripts:
     ranks are started with the 'spawn' method (safe with CUDA).
@@ -242,9 +245,10 @@ def allreduce_sweep(
             join=True,
         )
         with open(out_path) as f:
-            times = np.asarray(json.load(f), dtype=float)
+            per_call = [np.asarray(r, dtype=float) for r in json.load(f)]
     finally:
         os.unlink(out_path)
+    times = np.array([np.median(r) for r in per_call])
     size_arr = np.asarray(sizes, dtype=float)
     algbw = size_arr / times / 1e9
     n = world_size
@@ -254,5 +258,8 @@ def allreduce_sweep(
             "time_s": times,
             "algbw_GBps": algbw,
             "busbw_GBps": algbw * 2.0 * (n - 1) / n,
+            "time_p10_s": [float(np.percentile(r, 10)) for r in per_call],
+            "time_min_s": [float(r.min()) for r in per_call],
+            "calls": [r.size for r in per_call],
         }
     )

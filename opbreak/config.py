@@ -212,6 +212,14 @@ def resolve(config: dict, name: str, root=".") -> dict:
     return spec
 
 
+def prepend_pythonpath(path):
+    """Let every job, also in a conda env or on a SLURM node, import this checkout's opbreak."""
+    import os
+
+    parts = [str(path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(path)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+
+
 def validate_or_raise(config, root=".", catalog=None):
     errs = check(config, root, catalog)
     if errs:

@@ -23,6 +23,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .ops import OPS, PHASES  # noqa: E402
+from .stats import bootstrap_ci as _bci  # noqa: E402
+
+import inspect  # noqa: E402
+
+CI = f"{100 * inspect.signature(_bci).parameters['level'].default:.0f}% CI"
 
 # Fixed palette: the dominant ops of the seed (ffn, all_reduce, attention,
 # qkv_proj) get the strongest, most distinct hues; framework time is grey.
@@ -199,7 +204,7 @@ def pair_bars(ops_summary: pd.DataFrame, a: str, b: str, label: str, path):
         vmax, vmin = d["median_ms"].max(), d.loc[d["median_ms"] > 0, "median_ms"].min()
         if vmin > 0 and vmax / vmin > 200:
             ax.set_xscale("log")
-        ax.set_xlabel("median time per phase [ms] (95% CI)")
+        ax.set_xlabel(f"median time per phase [ms] ({CI})")
         ax.set_title(phase)
         ax.grid(axis="x", alpha=0.3)
     handles = [Patch(facecolor="#999999", edgecolor="#333333", label=f"A: {_short(a)}"),
@@ -267,7 +272,7 @@ def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
         ax.grid(axis="x", alpha=0.3)
     handles = [plt.Line2D([], [], marker="D", color="w", markerfacecolor="black", markersize=7,
                           label="theory (roofline ratio)"),
-               plt.Line2D([], [], color="#222222", lw=1, label="95% bootstrap CI"),
+               plt.Line2D([], [], color="#222222", lw=1, label=f"{CI} (bootstrap)"),
                Patch(facecolor="white", edgecolor="white", label="red label ≠: flagged, off theory")]
     fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
     fig.suptitle(f"{_short(label, 80)}:  A = {_short(a)}, B = {_short(b)}", y=1.05)
@@ -336,7 +341,7 @@ def phase_totals(phase_summary: pd.DataFrame, phase_totals_df: pd.DataFrame, con
                        color="black", s=12, zorder=5)
         ax.set_yticks(y, [_short(c, 28) for c in cf])
         ax.invert_yaxis()
-        ax.set_xlabel("phase end-to-end [ms]  (bar: median, whisker: 95% CI, dots: repeats)")
+        ax.set_xlabel(f"phase end-to-end [ms]  (bar: median, whisker: {CI}, dots: repeats)")
         ax.set_title(phase)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -58,6 +58,19 @@ TABLE_PATHS = {k: ("results/theory/" if k in ("theory_ops", "pairs", "vanilla", 
 BOOL_COLS = ("unstable", "modeled", "flagged")
 TEXT_COLS = ("config", "phase", "op", "label", "a", "b", "bound", "model", "component", "kind", "source", "gpu")
 PHASE_OF = {p: i for i, p in enumerate(PHASES)}
+
+
+def _default(fn, name):
+    import inspect
+
+    return inspect.signature(fn).parameters[name].default
+
+
+# The statistics' own settings, so no level or target is typed into the report.
+from .stats import bootstrap_ci as _bci, repeats_for_ci as _rfc  # noqa: E402
+
+CI_PCT = f"{100 * _default(_bci, 'level'):.0f}%"
+TARGET_PCT = f"{100 * _default(_rfc, 'rel_halfwidth'):.0f}%"
 NOT_OPS = set(FRAMEWORK_OPS) | {UNATTRIBUTED}
 
 
@@ -433,7 +446,7 @@ def _pair_sentence(r, label, trace: Trace, theory_ops: pd.DataFrame, allreduce: 
     sp = trace.cite("pairs", r, k, "speedup", "x")
     ci = ""
     if _finite(r["speedup_lo"]) and _finite(r["speedup_hi"]):
-        ci = (f" (95% CI {trace.cite('pairs', r, k, 'speedup_lo', 'x')}–"
+        ci = (f" (CI {trace.cite('pairs', r, k, 'speedup_lo', 'x')}–"
               f"{trace.cite('pairs', r, k, 'speedup_hi', 'x')})")
     faster = "faster" if r["speedup"] >= 1 else "slower"
     what = "end-to-end" if r["op"] == "end_to_end" else _op(r["op"])
@@ -533,7 +546,7 @@ def op_table(ops: pd.DataFrame, theory: pd.DataFrame, cfg, phase) -> pd.DataFram
             med = th.loc[r["op"], "measured_ms"]
             if isinstance(med, pd.Series):
                 med = med.iloc[0]
-        rows.append({"op": md_code(r["op"]), "median": f_ms(med), "95% CI": f_ci(r["ci_lo_ms"], r["ci_hi_ms"]),
+        rows.append({"op": md_code(r["op"]), "median": f_ms(med), CI_PCT + " CI": f_ci(r["ci_lo_ms"], r["ci_hi_ms"]),
                      "CV": f_pct(r["cv"]), "share": f_pct(r["share"]), "calls": f_int(r["calls"]),
                      "n": f_int(r["n"]), "flags": ", ".join(flags)})
     return pd.DataFrame(rows)
@@ -594,7 +607,7 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
                              "phase median": f_ms(r["phase_median_ms"])} for _, r in dom.iterrows()])
     dis = disagreements(pr[pr["a"].isin(present) & pr["b"].isin(present)])
     dis_tbl = pd.DataFrame([{"pair": md_escape(r["label"]), "phase": r["phase"], "op": md_code(r["op"]),
-                             "speedup": f_x(r["speedup"]), "95% CI": f_ci(r["speedup_lo"], r["speedup_hi"], "×"),
+                             "speedup": f_x(r["speedup"]), CI_PCT + " CI": f_ci(r["speedup_lo"], r["speedup_hi"], "×"),
                              "theory": f_x(r["theory_speedup"]), "measured/theory": f_num(r["measured_over_theory"]),
                              "bound": md_escape(r["bound"]), "flagged": "yes" if r["flagged"] else "no"}
                             for _, r in dis.iterrows()])
@@ -610,7 +623,7 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
             total = ""
             if len(row):
                 r = row.iloc[0]
-                total = (f"phase end-to-end median {f_ms(r['median_ms'])} (95% CI {f_ci(r['ci_lo_ms'], r['ci_hi_ms'])}, "
+                total = (f"phase end-to-end median {f_ms(r['median_ms'])} ({CI_PCT} CI {f_ci(r['ci_lo_ms'], r['ci_hi_ms'])}, "
                          f"CV {f_pct(r['cv'])}, n = {f_int(r['n'])})")
             entry["phases"].append({"phase": phase, "table": md_table(tbl), "total": total})
         per_config.append(entry)
@@ -625,7 +638,7 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
         d = _phase_sort(d) if len(d) else d
         rows = [{"phase": r["phase"], "op": md_code(r["op"]) + (" (modeled)" if r["modeled"] else ""),
                  "A ms": f_num(r["time_a_ms"]), "B ms": f_num(r["time_b_ms"]), "speedup": f_x(r["speedup"]),
-                 "95% CI": f_ci(r["speedup_lo"], r["speedup_hi"], "×"), "bound": md_escape(r["bound"]),
+                 CI_PCT + " CI": f_ci(r["speedup_lo"], r["speedup_hi"], "×"), "bound": md_escape(r["bound"]),
                  "resource ratio": f_x(r["resource_ratio"]), "theory": f_x(r["theory_speedup"]),
                  "measured/theory": f_num(r["measured_over_theory"]), "flagged": "**yes**" if r["flagged"] else ""}
                 for _, r in d.iterrows()]
@@ -641,16 +654,16 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
     unst = ops[ops["unstable"] & ops["config"].isin(present)].sort_values("cv", ascending=False)
     stab_rows = [{"config": md_escape(r["config"]), "phase": r["phase"], "op": md_code(r["op"]), "CV": f_pct(r["cv"]),
                   "median": f_ms(r["median_ms"]), "IQR": f_ms(r["iqr_ms"]), "outliers": f_int(r["n_outliers"]),
-                  "n": f_int(r["n"]), "repeats for CI < 5%": f_int(r["repeats_for_5pct"])}
+                  "n": f_int(r["n"]), "repeats for CI < " + TARGET_PCT: f_int(r["repeats_for_5pct"])}
                  for _, r in unst.iterrows()]
     out_rows = ops[(ops["n_outliers"].fillna(0) > 0) & ops["config"].isin(present)]
     outl = [{"config": md_escape(r["config"]), "phase": r["phase"], "op": md_code(r["op"]),
              "outliers": f_int(r["n_outliers"]), "n": f_int(r["n"]), "median": f_ms(r["median_ms"]),
              "mean": f_ms(r["mean_ms"])} for _, r in out_rows.iterrows()]
     ps_rows = [{"config": md_escape(r["config"]), "phase": r["phase"], "median": f_ms(r["median_ms"]),
-                "95% CI": f_ci(r["ci_lo_ms"], r["ci_hi_ms"]), "CV": f_pct(r["cv"]), "IQR": f_ms(r["iqr_ms"]),
+                CI_PCT + " CI": f_ci(r["ci_lo_ms"], r["ci_hi_ms"]), "CV": f_pct(r["cv"]), "IQR": f_ms(r["iqr_ms"]),
                 "outliers": f_int(r["n_outliers"]), "unstable": "**yes**" if r["unstable"] else "no",
-                "repeats for CI < 5%": f_int(r["repeats_for_5pct"]), "n": f_int(r["n"])}
+                "repeats for CI < " + TARGET_PCT: f_int(r["repeats_for_5pct"]), "n": f_int(r["n"])}
                for _, r in ps[ps["config"].isin(present)].iterrows()]
 
     # --- theory
@@ -668,7 +681,9 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
                 for _, r in d.iterrows()]
         th_tables.append({"config": md_escape(cfg), "table": md_table(pd.DataFrame(rows))})
     van = t["vanilla"]
-    van_tbl = pd.DataFrame([{"model": md_escape(r["model"]), "component": md_escape(r["component"]),
+    van_tbl = pd.DataFrame([{"model": md_escape(r["model"]),
+                             **({"tokens": f_int(r["tokens"])} if "tokens" in van else {}),
+                             "component": md_escape(r["component"]),
                              "vanilla GPT FLOPs": f_sci(r["vanilla_flops"]), "exact FLOPs": f_sci(r["exact_flops"]),
                              "exact / vanilla": f_num(r["ratio"])} for _, r in van.iterrows()])
     ar = t["allreduce"]
@@ -677,7 +692,7 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
                 "model": f_ms(r["model_ms"]), "latency term": f_ms(r["t_latency_ms"]),
                 "bandwidth term": f_ms(r["t_bandwidth_ms"]), "alpha [us]": f_num(r["alpha_us"]),
                 "B [GB/s]": f_num(r["bw_GBps"]), "source": md_escape(r["source"])}
-               for _, r in ar[ar["kind"] == "phase"].iterrows()]
+               for _, r in ar[ar["kind"] != "sweep"].sort_values(["config", "kind", "phase", "n"]).iterrows()]
     ar_fit = ar.drop_duplicates(["config", "source"])
     ar_fit_rows = [{"config": md_escape(r["config"]), "ranks": f_int(r["n"]), "alpha [us]": f_num(r["alpha_us"]),
                     "B [GB/s]": f_num(r["bw_GBps"]), "source": md_escape(r["source"]),
@@ -693,6 +708,7 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
 
     return dict(
         study=md_escape(study),
+        ci_pct=CI_PCT, target_pct=TARGET_PCT,
         params={k: md_escape(v) for k, v in params.items()},
         configs=[md_escape(c) for c in configs],
         n_configs=len(configs), n_present=len(present), n_pairs=len(pairs_decl),
@@ -754,9 +770,12 @@ def methods(t: dict, configs) -> list[dict]:
             ("repeats", f"{len(recs)} (repeat ids {md_escape(', '.join(str(r.get('repeat')) for r in recs))}); "
                         f"warm-up passes {md_escape(spec.get('warmup', '–'))}"),
             ("host", md_escape(uniq(lambda r: r.get("host")))),
-            ("devices", md_escape(uniq(lambda r: r.get("devices"))) + f" (count {md_escape(uniq(lambda r: r.get('device_count')))})"),
-            ("versions", md_escape(uniq(lambda r: {k: v for k, v in (r.get("versions") or {}).items() if v}))),
-            ("environment", md_escape(json.dumps(env, sort_keys=True)) if env else "no relevant variables set"),
+            ("devices", md_escape(uniq(lambda r: _devices(r.get("devices"))))
+             + f" (device count {md_escape(uniq(lambda r: r.get('device_count')))})"),
+            ("versions", md_escape(uniq(lambda r: ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items()
+                                                            if v)))),
+            ("environment", md_escape(", ".join(f"{k}={v}" for k, v in sorted(env.items())))
+             if env else "none of the recorded variables set"),
             ("measured vs modeled", ("modeled (not measured): " + ", ".join(md_code(m) for m in modeled)) if modeled
              else "all ops measured"),
             ("truncated-layer scaling", scale_txt),
@@ -769,6 +788,15 @@ def methods(t: dict, configs) -> list[dict]:
                     "topology": _fence(topo) if topo and topo != "None" else "",
                     "clocks": _fence(clocks) if clocks and clocks != "None" else ""})
     return out
+
+
+def _devices(devs) -> str:
+    if not isinstance(devs, list):
+        return str(devs)
+    out = []
+    for d in dict.fromkeys(devs):
+        out.append(f"{devs.count(d)} × {d}")
+    return ", ".join(out)
 
 
 def _fence(text: str) -> str:

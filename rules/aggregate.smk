@@ -14,11 +14,11 @@ rule aggregate:
         phase_summary="results/aggregate/phase_summary.csv",
         steps="results/aggregate/steps.csv",
         provenance="results/aggregate/provenance.json",
-    params:
-        unstable_cv=config.get("unstable_cv", 0.1),
     log:
         "logs/aggregate.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        unstable_cv=config.get("unstable_cv", 0.1),
     script:
         "../scripts/aggregate.py"

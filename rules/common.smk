@@ -1,18 +1,15 @@
 # Config validation and per-config lookups shared by every step.
-import os
 import sys
 
-import yaml
-
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p]
-)
 
 from snakemake.utils import validate
 
-from opbreak.config import ConfigError, check, merged, resolve
+from opbreak.config import ConfigError, check, merged, prepend_pythonpath, resolve
 from opbreak.hardware import load_catalog
+
+# Jobs (shell:, script:, conda envs, SLURM) import opbreak from this checkout.
+prepend_pythonpath(workflow.basedir)
 
 validate(config, "../config/schema/config.schema.yaml")
 

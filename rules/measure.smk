@@ -4,12 +4,12 @@
 rule spec:
     output:
         "results/specs/{config}.json",
-    params:
-        spec=lookup(dpath="{config}", within=SPECS),
     log:
         "logs/spec/{config}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        spec=lookup(dpath="{config}", within=SPECS),
     script:
         "../scripts/write_spec.py"
 
@@ -42,11 +42,6 @@ rule sweep:
     # Depends on the transport only (device, ranks), not on the model or batch.
     output:
         "results/measure/{config}/allreduce_sweep.csv",
-    params:
-        world=lookup(dpath="{config}/tp", within=SPECS),
-        device=lookup(dpath="{config}/device", within=SPECS),
-        sizes=" ".join(str(int(s)) for s in config.get("allreduce_sweep", {}).get("sizes", [])),
-        iters=int(config.get("allreduce_sweep", {}).get("iters", 20)),
     log:
         "logs/sweep/{config}.log",
     conda:
@@ -56,6 +51,13 @@ rule sweep:
         slurm_partition=slurm_field("partition", ""),
         slurm_account=slurm_field("account", ""),
         runtime=slurm_field("runtime", 60),
+    params:
+        world=lookup(dpath="{config}/tp", within=SPECS),
+        device=lookup(dpath="{config}/device", within=SPECS),
+        sizes=" ".join(
+            str(int(s)) for s in config.get("allreduce_sweep", {}).get("sizes", [])
+        ),
+        iters=int(config.get("allreduce_sweep", {}).get("iters", 20)),
     shell:
         "python -m opbreak.sweep --config-name {wildcards.config} --world {params.world}"
         " --device {params.device} --iters {params.iters} --sizes {params.sizes}"

@@ -25,6 +25,10 @@ rule report:
             caption="../report/templates/figures.rst",
             category="Operator breakdown",
         ),
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         configs=list(CONFIGS),
         pairs=PAIRS,
@@ -33,9 +37,5 @@ rule report:
             "unstable_cv": config.get("unstable_cv", 0.1),
             "ratio_flag": config.get("ratio_flag", 0.25),
         },
-    log:
-        "logs/report.log",
-    conda:
-        "../envs/analysis.yaml"
     script:
         "../scripts/report.py"

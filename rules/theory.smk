@@ -11,7 +11,9 @@ rule theory:
         provenance="results/aggregate/provenance.json",
         specs=expand("results/specs/{config}.json", config=CONFIGS),
         catalog=config.get("hardware_catalog", "config/hardware.yaml"),
-        sweeps=expand("results/measure/{config}/allreduce_sweep.csv", config=sweep_configs()),
+        sweeps=expand(
+            "results/measure/{config}/allreduce_sweep.csv", config=sweep_configs()
+        ),
     output:
         ops="results/theory/ops.csv",
         pairs="results/theory/pairs.csv",
@@ -19,12 +21,12 @@ rule theory:
         allreduce="results/theory/allreduce.csv",
         decode_steps="results/theory/decode_steps.csv",
         ceilings="results/theory/ceilings.csv",
-    params:
-        pairs=PAIRS,
-        ratio_flag=config.get("ratio_flag", 0.25),
     log:
         "logs/theory.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        pairs=PAIRS,
+        ratio_flag=config.get("ratio_flag", 0.25),
     script:
         "../scripts/theory.py"

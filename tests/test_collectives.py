@@ -57,23 +57,38 @@ SWEEP_SIZES = [64 * 1024 * 2**i for i in range(6)]  # 64 KiB .. 2 MiB
 
 
 def test_fit_reproduces_real_gloo_sweep():
-    """Fit a real 2-process gloo sweep; every size within 10% of the model.
+    """Fit a real 2-process gloo sweep; every size within 10% of the fitted model.
 
-    The sizes stay inside one CPU cache regime (beyond ~2 MiB the per-byte cost of a
-    CPU all-reduce jumps, which no single alpha-beta line describes). A shared 2-vCPU
-    host sometimes leaves a whole sweep in a slow mode, so the sweep is re-measured up
-    to 4 times; each attempt must meet the full assertion on its own.
+    Fits the sweep's lower envelope (time_p10_s): on this shared 2-vCPU host other
+    processes only ever ADD millisecond wake-up delays, which move the median of some
+    sizes by 2-5x at random and would test the neighbours, not the model. Sizes stay in
+    one CPU cache regime (beyond ~2 MiB the per-byte cost of a CPU all-reduce jumps,
+    which no single alpha-beta line describes). A sweep is re-measured up to 4 times;
+    each attempt must meet the full 10% assertion on its own.
     """
     errors = []
     for _ in range(4):
         df = allreduce_sweep(SWEEP_SIZES, 2)
-        assert list(df.columns) == ["size_bytes", "time_s", "algbw_GBps", "busbw_GBps"]
+        assert list(df.columns[:4]) == ["size_bytes", "time_s", "algbw_GBps", "busbw_GBps"]
         np.testing.assert_allclose(df["algbw_GBps"], df["size_bytes"] / df["time_s"] / 1e9)
         np.testing.assert_allclose(df["busbw_GBps"], df["algbw_GBps"])  # 2(n-1)/n = 1
-        a, b = fit_alpha_beta(df["size_bytes"], df["time_s"], 2)
-        rel = ring_allreduce_time(df["size_bytes"].to_numpy(), 2, b, a) / df["time_s"] - 1
+        assert (df["time_min_s"] <= df["time_p10_s"]).all()
+        assert (df["time_p10_s"] <= df["time_s"]).all()
+        assert (df["calls"] >= 40).all()
+        t = df["time_p10_s"].to_numpy()
+        a, b = fit_alpha_beta(df["size_bytes"], t, 2)
+        rel = ring_allreduce_time(df["size_bytes"].to_numpy(), 2, b, a) / t - 1
         errors.append(float(np.abs(rel).max()))
         if errors[-1] < 0.10:
             assert a > 0 and np.isfinite(b)
             return
     pytest.fail(f"alpha-beta fit misses a measured size by >10% in every attempt: {errors}")
+
+
+def test_sweep_is_fast_for_eight_sizes():
+    import time
+
+    t0 = time.perf_counter()
+    df = allreduce_sweep([1024 * 4**i for i in range(7)] + [8 << 20], 2)
+    assert time.perf_counter() - t0 < 20
+    assert len(df) == 8 and (df["time_s"] > 0).all()
