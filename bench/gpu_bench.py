@@ -118,9 +118,9 @@ def main():
                         init_s=model.opbreak_total_init_s)
     print("build", res["build"], flush=True)
 
-    def run(instrumented, out_len, decode_sample=0, method="cuda_events"):
+    def run(instrumented, out_len, decode_sample=0, method="cuda_events", exit_marks=False):
         rec = Recorder(method, enabled=instrumented)
-        inst = lb.Instrumentation(model, rec, 1, True)
+        inst = lb.Instrumentation(model, rec, 1, True, exit_marks=exit_marks)
         t = time.perf_counter()
         with rec.session():
             lb.run_static(model, spec, rec, tokens, inst, output_len=out_len, decode_sample=decode_sample)
@@ -130,29 +130,35 @@ def main():
     # warm both paths (compile/autotune over 17+ context lengths)
     run(False, 20)
     run(True, 4)
+    run(True, 4, exit_marks=True)
 
-    # -- overhead, alternating ---------------------------------------------------
-    ov = dict(prefill_plain=[], prefill_inst=[], decode_plain=[], decode_inst=[])
-    closures = []
+    # -- overhead, alternating (rotating order): plain, enter marks, enter+exit marks ------
+    modes = [("plain", False, False), ("enter", True, False), ("enter_exit", True, True)]
+    ov = {f"{ph}_{m[0]}": [] for ph in ("prefill", "decode") for m in modes}
+    closures = {m[0]: [] for m in modes[1:]}
+    last = {}
     for k in range(2 if args.quick else args.pairs):
-        for instrumented in ((False, True) if k % 2 == 0 else (True, False)):
-            rec, _ = run(instrumented, O)
-            s = phase_sums(rec)
-            tag = "inst" if instrumented else "plain"
-            ov[f"prefill_{tag}"].append(s["prefill"])
-            ov[f"decode_{tag}"].append(s["decode"])
+        for j in range(3):
+            tag, instrumented, em = modes[(j + k) % 3]
+            rec, _ = run(instrumented, O, exit_marks=em)
+            s_ = phase_sums(rec)
+            ov[f"prefill_{tag}"].append(s_["prefill"])
+            ov[f"decode_{tag}"].append(s_["decode"])
             if instrumented:
-                closures.append(rec.phase_closure())
-                last_inst = rec
-    med = {k: st.median(v) for k, v in ov.items()}
-    res["overhead"] = dict(raw=ov, median=med, decode_steps=O,
-                           prefill_overhead=med["prefill_inst"] / med["prefill_plain"] - 1,
-                           decode_overhead=med["decode_inst"] / med["decode_plain"] - 1)
-    res["closure"] = dict(min_prefill=min(c["prefill"]["closure"] for c in closures),
-                          min_decode=min(c["decode"]["closure"] for c in closures), runs=closures,
-                          prefill_ops=op_table(last_inst, "prefill"), decode_ops=op_table(last_inst, "decode"))
-    print("overhead", {k: round(v, 4) for k, v in res["overhead"].items() if k.endswith("overhead")}, med, flush=True)
-    print("closure", res["closure"]["min_prefill"], res["closure"]["min_decode"], flush=True)
+                closures[tag].append(rec.phase_closure())
+                last[tag] = rec
+    med = {k_: st.median(v) for k_, v in ov.items()}
+    res["overhead"] = dict(raw=ov, median=med, decode_steps=O, layers=layers)
+    for tag in ("enter", "enter_exit"):
+        for ph in ("prefill", "decode"):
+            res["overhead"][f"{ph}_overhead_{tag}"] = med[f"{ph}_{tag}"] / med[f"{ph}_plain"] - 1
+    res["closure"] = {tag: dict(min_prefill=min(c["prefill"]["closure"] for c in cl),
+                                min_decode=min(c["decode"]["closure"] for c in cl), runs=cl,
+                                prefill_ops=op_table(last[tag], "prefill"), decode_ops=op_table(last[tag], "decode"))
+                      for tag, cl in closures.items()}
+    print("overhead", {k_: round(v, 4) for k_, v in res["overhead"].items() if "overhead" in k_}, med, flush=True)
+    print("closure", {t: (c["min_prefill"], c["min_decode"]) for t, c in res["closure"].items()}, flush=True)
+    print("ops enter", {ph: {o: round(v, 3) for o, v in res["closure"]["enter"][f"{ph}_ops"].items()} for ph in ("prefill", "decode")}, flush=True)
 
     # -- agreement with LightLLM's static-test timing ---------------------------------
     stt = [static_test_timing(model, spec, tokens, O) for _ in range(2 if args.quick else 3)]

@@ -23,6 +23,6 @@ for stage in "$@"; do
            --extra '[{name: oom-7b-bs4096, gpu: H100-SXM, model: llama2-7b, tp: 1, batch: 4096, output_len: 8}]'
          for f in results_oom/logs/*.log; do echo "--- $f"; tail -3 "$f"; done;;
   esac
+  tar czf "$OUT/results.tgz" results* 2>/dev/null
 done
-tar czf "$OUT/results.tgz" results* 2>/dev/null
 ls -la "$OUT"

@@ -90,6 +90,32 @@ def _rank_main(rank, world, spec, port, outdir):
         os._exit(1)
 
 
+def _die_with_parent():
+    """Linux: a rank gets SIGKILL when the measure process dies, so no orphan keeps a GPU."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _rank_entry(*args):
+    _die_with_parent()
+    _rank_main(*args)
+
+
+def _terminate_on_signals():
+    """SIGTERM (scheduler preemption, snakemake abort) unwinds like Ctrl-C: ranks are killed."""
+    import signal
+
+    def handler(signum, frame):
+        raise SystemExit(f"measure: received signal {signum}; ranks killed, no output written")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
     """Start one process per rank; any failure or timeout kills all of them."""
     import torch.multiprocessing as mp
@@ -97,7 +123,7 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
     world = 1 if spec["emulate_tp"] else spec["tp"]
     port = free_port()
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_rank_main, args=(r, world, spec, port, workdir), daemon=False) for r in range(world)]
+    procs = [ctx.Process(target=_rank_entry, args=(r, world, spec, port, workdir), daemon=False) for r in range(world)]
     for p in procs:
         p.start()
     deadline = time.monotonic() + timeout_s
@@ -157,8 +183,12 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc).isoformat()
     prov_pre = provenance.preflight(spec)  # guards: fails before any rank starts
+    _terminate_on_signals()
     with provenance.gpu_locks(spec), tempfile.TemporaryDirectory(prefix="opbreak-") as work:
-        results = launch(spec, work, spec["timeout_s"])
+        try:
+            results = launch(spec, work, spec["timeout_s"])
+        except RuntimeError as e:
+            raise SystemExit(f"measure failed: {e}") from None
         traces = sorted(Path(work).glob("trace_rank*.json.gz"))  # optional extra output (torch_profiler)
         for t in traces:
             shutil.move(str(t), str(out / (t.name + ".tmp")))

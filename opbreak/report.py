@@ -93,7 +93,10 @@ def normalize(name: str, df: pd.DataFrame) -> pd.DataFrame:
             df[c] = _bool(df[c].fillna(False))
     for c in TEXT_COLS:
         if c in df:
-            df[c] = df[c].map(lambda v: "" if pd.isna(v) else str(v))
+            df[c] = df[c].map(lambda v: "" if pd.isna(v) else str(v)).astype(object)
+    for c in TABLES[name][1]:
+        if c not in TEXT_COLS and c not in BOOL_COLS:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df
 
 
@@ -568,10 +571,10 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
                                                                    "theory_ops")}
         nprov = sum(1 for p in prov if p.get("config") == cfg)
         if not have["ops_summary"]:
-            missing.append({"config": md_escape(cfg), "why": "no rows in ops_summary.csv (measure failed or not run)",
+            missing.append({"config": md_escape(cfg), "why": "no rows in `ops_summary.csv` (measure failed or not run)",
                             "provenance records": str(nprov)})
         elif not all(have.values()):
-            lacking = ", ".join(k for k, v in have.items() if not v)
+            lacking = ", ".join(md_code(k) for k, v in have.items() if not v)
             missing.append({"config": md_escape(cfg), "why": f"partial: no rows in {lacking}",
                             "provenance records": str(nprov)})
     extra = sorted(set(ops["config"]) - set(configs))

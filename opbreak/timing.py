@@ -26,7 +26,7 @@ Clocks (``method``):
   time outside any op range. The Chrome trace is kept (``export_trace``).
 
 Sampled decode (``integrate_sampled``): only some decode steps are instrumented;
-per-op time is interpolated linearly over context length to every step, while
+per-op time is fitted with a robust line over context length and summed over every step, while
 the phase end to end stays the measured sum over all steps.
 """
 
@@ -60,13 +60,18 @@ class _HostClock:
 
 
 class _CudaClock:
-    """CUDA events from a preallocated pool, reused every phase; resolved after one synchronize."""
+    """CUDA events from a preallocated pool, reused every phase; resolved after one synchronize.
+
+    A stamp is one pool lookup and one cudaEventRecord through the C binding
+    (no Python Event.record frame, no current_stream() lookup per stamp).
+    """
 
     def __init__(self, torch, prealloc=4096):
         self.torch = torch
         self.pool = [torch.cuda.Event(enable_timing=True) for _ in range(prealloc)]
         self.n = 0
         self.stream = None
+        self._record = torch._C._CudaEventBase.record
 
     def begin(self):
         self.n = 0
@@ -74,11 +79,13 @@ class _CudaClock:
 
     def stamp(self):
         n = self.n
-        if n == len(self.pool):
+        try:
+            ev = self.pool[n]
+        except IndexError:
             self.pool.extend(self.torch.cuda.Event(enable_timing=True) for _ in range(len(self.pool)))
-        ev = self.pool[n]
+            ev = self.pool[n]
         self.n = n + 1
-        ev.record(self.stream)
+        self._record(ev, self.stream)
         return ev
 
     def resolve(self, stamps):
@@ -103,7 +110,9 @@ def make_clock(method: str):
 
 
 class _Op:
-    """Reusable context manager of one op name: two appends, no allocation per call."""
+    """Reusable context manager of one op name: two appends, no allocation per call.
+
+    Calls are counted from the marks when the phase closes, not here."""
 
     __slots__ = ("rec", "name", "count")
 
@@ -112,11 +121,12 @@ class _Op:
 
     def __enter__(self):
         rec = self.rec
-        if rec._names is not None:
-            rec._names.append(self.name)
+        names = rec._names
+        if names is not None:
+            names.append(self.name)
             rec._stamps.append(rec._stamp())
-            if self.count:
-                rec.calls[(rec._phase, self.name)] += 1
+            if not self.count:
+                rec._nocount.append(self.name)
         return None
 
     def __exit__(self, *exc):
@@ -124,6 +134,16 @@ class _Op:
         if rec._names is not None:
             rec._names.append(HOST_GAP)
             rec._stamps.append(rec._stamp())
+        return False
+
+
+class _OpEnter(_Op):
+    """Enter mark only (``exit_marks=False``): the op's segment runs to the next mark, so the
+    host time between ops (Python, launches) belongs to the op whose code is running."""
+
+    __slots__ = ()
+
+    def __exit__(self, *exc):
         return False
 
 
@@ -184,6 +204,8 @@ class Recorder:
         self.meta = {}  # what was done (sampled decode, profiler), for the backend's extra
         self._names = None  # segment names while a phase is open (marks mode)
         self._stamps = None
+        self._nocount = []
+        self.exit_marks = True  # False: enter marks only (half the events; no host_gap segments)
         self._phase = None
         self._ops = {}
         self._prof = None
@@ -228,6 +250,14 @@ class Recorder:
                 attributed += dt
             for op, dt in per.items():
                 self.op_ms[(name, op)] += dt
+            if names:
+                calls = self.calls
+                for op in names:
+                    if op != HOST_GAP:
+                        calls[(name, op)] += 1
+                for op in self._nocount:
+                    calls[(name, op)] -= 1
+            self._nocount = []
             if not prof:
                 self.op_ms[(name, UNATTRIBUTED)] += e2e - attributed
             if prof:
@@ -249,8 +279,14 @@ class Recorder:
         if o is None:
             if name not in OPS or name == UNATTRIBUTED:
                 raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
-            o = self._ops[key] = (_ProfOp if self.method == "torch_profiler" else _Op)(self, name, count)
+            cls = _ProfOp if self.method == "torch_profiler" else (_Op if self.exit_marks else _OpEnter)
+            o = self._ops[key] = cls(self, name, count)
         return o
+
+    def set_exit_marks(self, flag: bool):
+        """Enter+exit marks (host_gap segments between ops) or enter marks only (cheaper)."""
+        self.exit_marks = bool(flag)
+        self._ops.clear()
 
     def mark(self, name: str):
         """Start a segment named ``name`` that ends at the next mark (one clock read)."""
@@ -261,7 +297,8 @@ class Recorder:
                 raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
             self._names.append(name)
             self._stamps.append(self._stamp())
-        self.calls[(self._phase, name)] += 1
+        else:
+            self.calls[(self._phase, name)] += 1
 
     def record_modeled(self, op: str, nbytes: int):
         """A collective that emulated TP did not execute: its size, for theory to time."""
@@ -394,7 +431,7 @@ class Recorder:
         self.step_ops = [o if o else {} for _, o in merged]
         self.meta[f"{phase}_sample"] = dict(
             instrumented_steps=[self.steps_index(s) for s in all_steps if s.get("instrumented")],
-            total_steps=total_steps, sampled=n_s, method="piecewise-linear interpolation over context length",
+            total_steps=total_steps, sampled=n_s, method="robust least-squares line per op over context length (opbreak.timing.integrate_over_context)",
             e2e_ms_all_steps=e2e_all, estimated_attributed_ms=sum(est.values()),
         )
 
@@ -437,8 +474,15 @@ def sample_steps(total: int, k: int) -> list[int]:
     return sorted({int(round(i * (total - 1) / (k - 1))) for i in range(k)})
 
 
-def integrate_over_context(ctx_sampled, series: dict, ctx_all) -> dict:
-    """Sum over ``ctx_all`` of each series linearly interpolated at those context lengths."""
+def integrate_over_context(ctx_sampled, series: dict, ctx_all, method: str = "linear_fit") -> dict:
+    """Sum over ``ctx_all`` of each series modeled over context length.
+
+    ``linear_fit`` (default): least-squares line per op, refit once without
+    samples whose residual exceeds 4 robust sigmas (one slow step, e.g. a host
+    hiccup, must not be spread over its neighbours); decode op time is constant
+    or linear in context. ``piecewise``: linear interpolation between samples
+    (trapezoids).
+    """
     import numpy as np
 
     xs = np.asarray(ctx_sampled, dtype=float)
@@ -448,5 +492,22 @@ def integrate_over_context(ctx_sampled, series: dict, ctx_all) -> dict:
     out = {}
     for op, ys in series.items():
         y = np.asarray(ys, dtype=float)[order]
-        out[op] = float(np.interp(xa, xs, y).sum()) if len(xs) > 1 else float(y[0] * len(xa))
+        if len(xs) == 1:
+            out[op] = float(y[0] * len(xa))
+        elif method == "piecewise" or len(xs) < 4:
+            out[op] = float(np.interp(xa, xs, y).sum())
+        else:
+            keep = np.ones(len(xs), bool)
+            for _ in range(2):
+                b, a = np.polyfit(xs[keep], y[keep], 1)
+                r = y - (a + b * xs)
+                mad = np.median(np.abs(r[keep] - np.median(r[keep])))
+                if mad <= 0:
+                    break
+                new = np.abs(r) <= 4 * 1.4826 * mad
+                if new.sum() < 3 or (new == keep).all():
+                    break
+                keep = new
+            b, a = np.polyfit(xs[keep], y[keep], 1)
+            out[op] = float((a + b * xa).sum())
     return out

@@ -1,4 +1,5 @@
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -39,3 +40,23 @@ def snakemake(workdir, *args, timeout=600, check=True):
 @pytest.fixture
 def workflow_copy(tmp_path):
     return copy_workflow(tmp_path / "wf")
+
+
+def dry_run_jobs(wf, *args):
+    """`snakemake -n` -> sorted 'rule[wildcards]' strings (exact job lists for rerun tests)."""
+    out = snakemake(wf, "-n", *args).stdout
+    found, rule = [], None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            if rule:
+                found.append(rule)
+            rule = m.group(1)
+            continue
+        m = re.match(r"^\s+wildcards: (.*)$", line)
+        if m and rule:
+            found.append(f"{rule}[{m.group(1).replace(' ', '')}]")
+            rule = None
+    if rule:
+        found.append(rule)
+    return sorted(found)

@@ -4,7 +4,6 @@ One real run (module fixture) in a temp copy of the workflow; then dry runs
 (`snakemake -n`) after each kind of change, compared as exact job lists.
 """
 
-import re
 import shutil
 import time
 
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, copy_workflow, dry_run_jobs, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +23,7 @@ def ran(tmp_path_factory):
 
 
 def jobs(wf, *args):
-    """Dry run -> sorted 'rule[wildcards]' strings."""
-    out = snakemake(wf, "-n", "report/all.md", *args).stdout
-    found, rule = [], None
-    for line in out.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line)
-        if m:
-            if rule:
-                found.append(rule)
-            rule = m.group(1)
-            continue
-        m = re.match(r"^\s+wildcards: (.*)$", line)
-        if m and rule:
-            found.append(f"{rule}[{m.group(1).replace(' ', '')}]")
-            rule = None
-    if rule:
-        found.append(rule)
-    return sorted(found)
+    return dry_run_jobs(wf, "report/all.md", *args)
 
 
 def edit_config(wf, fn):

@@ -135,7 +135,7 @@ def test_every_number_in_a_sentence_is_cited(run):
     names = sorted([c["name"] for c in cfg["configs"]] + [rep.md_escape(LABEL)], key=len, reverse=True)
     bullets = [ln for ln in _section(md, "Conclusions").splitlines() if ln.startswith("- ")]
     assert len(bullets) >= 6
-    topics = {"dominates": False, "speedup": False, "ring model": False}
+    topics = {"largest share": False, "speedup": False, "ring model": False}
     for b in bullets:
         refs = re.findall(r"\[(E\d+)\]\(#e\d+\)", b)
         text = re.sub(r"\[E\d+\]\(#e\d+\)", "", b)
@@ -176,7 +176,7 @@ def test_missing_config_renders(run, tmp_path):
                ROOT / "report/templates/all.md.j2", {"unstable_cv": 0.5})
     md = out.read_text()
     miss = md.split("### Missing or failed configs")[1].split("###")[0]
-    assert rep.md_escape(ghost) in miss and "no rows in ops\\_summary.csv" in miss
+    assert rep.md_escape(ghost) in miss and "no rows in `ops_summary.csv`" in miss
     assert "**missing**" in md
     assert "not compared: " + rep.md_escape(ghost) + " has no data" in md
     assert "<b>" not in md and "](z)" not in md and "`x`" not in md

@@ -16,7 +16,8 @@ every prefill layer half). Uninstrumented steps use LightLLM's own objects, so
 embedding           pre-layer embedding lookup (vocab-parallel mask)
 attn_norm           ``_att_norm``
 qkv_proj            ``_pre_cache_kv`` + ``_get_qkv`` (q, fused kv into the cache, rotary)
-kv_cache_write      ``_post_cache_kv`` (a copy only when the cache slot is not contiguous)
+kv_cache_write      ``_post_cache_kv``: a copy only when the cache slots are not contiguous;
+                    otherwise the qkv mm writes k/v straight into the cache (inside qkv_proj)
 attention           ``_context_attention_kernel`` / ``_token_attention_kernel``
 o_proj              ``_get_o`` and the residual add after it
 all_reduce          the two per layer and the embedding's (modeled under emulated TP)
@@ -28,8 +29,12 @@ logits_gather       vocab all_gather + transpose/float (modeled under emulated T
 sampling            softmax, argmax, copy of the ids to the host (LightLLM's test)
 infer_setup         batch tensors of the step, LightLLM's infer-state setup
                     (KV slot allocation, index copy, rotary lookup, host syncs)
-host_gap            time between ops (Python, launches, prefill syncs)
+host_gap            prefill: LightLLM's synchronize() calls and the relaunch after each
 ==================  =====================================================
+
+Marks: one CUDA event where an op starts (``exit_marks=False``, the default
+here); an op's segment runs until the next op starts, so host time between
+LightLLM's launches (decode is launch-bound) counts to the op whose code runs.
 
 Weights: seeded random by default, drawn on the GPU with the torch backend's
 per-name generators (so the torch backend computes the same model and can
@@ -246,6 +251,7 @@ def patch_collectives_for_emulation():
 class _Comm:
     def __init__(self, rec, world, emulate):
         self.rec, self.world, self.emulate = rec, world, emulate
+        self.real = world > 1 and not emulate
 
     def all_reduce(self, t):
         if self.world == 1:
@@ -274,8 +280,9 @@ class InstrumentedLayer:
             cache_kv = L._pre_cache_kv(st, w)
             q, cache_kv = L._get_qkv(h, cache_kv, st, w)
         h = None
-        with op("kv_cache_write"):
-            L._post_cache_kv(cache_kv, st, w)
+        if not st.mem_is_contiguous:  # else qkv's mm already wrote k/v into the cache (no kernel here)
+            with op("kv_cache_write"):
+                L._post_cache_kv(cache_kv, st, w)
         with op("attention"):
             if prefill:
                 o = L._context_attention_kernel(q, cache_kv, st, w)
@@ -284,9 +291,13 @@ class InstrumentedLayer:
         q = None
         with op("o_proj"):
             o = L._get_o(o, st, w)
-        self.comm.all_reduce(o)
-        with op("o_proj", False):
-            x.add_(o.view(-1, self.embed_dim_))
+            if self.comm.real:
+                self.comm.all_reduce(o)
+                with op("o_proj", False):
+                    x.add_(o.view(-1, self.embed_dim_))
+            else:
+                self.comm.all_reduce(o)  # modeled (emulated TP) or none (TP1): no mark
+                x.add_(o.view(-1, self.embed_dim_))
 
     def _ffn(self, x, st, w):
         L, op = self.L, self.rec.op
@@ -294,18 +305,28 @@ class InstrumentedLayer:
             h = L._ffn_norm(x, st, w)
         with op("ffn"):
             f = L._ffn(h, st, w)
-        h = None
-        self.comm.all_reduce(f)
-        with op("ffn", False):
-            x.add_(f.view(-1, self.embed_dim_))
+            h = None
+            if self.comm.real:
+                self.comm.all_reduce(f)
+                with op("ffn", False):
+                    x.add_(f.view(-1, self.embed_dim_))
+            else:
+                self.comm.all_reduce(f)
+                x.add_(f.view(-1, self.embed_dim_))
 
     def context_forward(self, x, st, w):
-        # LightLLM decorates both halves with mark_cost_time, which synchronizes around each
+        # LightLLM decorates both halves with mark_cost_time, which synchronizes around each;
+        # the host_gap mark (reached on the GPU when the previous op's kernels are done)
+        # gives the sync and the relaunch after it their own segment.
+        mark = self.rec.mark
+        mark("host_gap")
         torch.cuda.synchronize()
         self._attention(x, st, w, True)
+        mark("host_gap")
         torch.cuda.synchronize()
         torch.cuda.synchronize()
         self._ffn(x, st, w)
+        mark("host_gap")
         torch.cuda.synchronize()
         return x
 
@@ -333,6 +354,7 @@ class InstrumentedPre:
     def context_forward(self, input_ids, st, w):
         torch.cuda.synchronize()  # mark_cost_time("pre context forward")
         emb = self._embed(input_ids, w)
+        self.rec.mark("host_gap")
         torch.cuda.synchronize()
         return emb
 
@@ -383,8 +405,10 @@ class InstrumentedPost:
 class Instrumentation:
     """Swaps LightLLM's infer objects for instrumented ones (O(1) per step) and back."""
 
-    def __init__(self, model, rec, world, emulate):
+    def __init__(self, model, rec, world, emulate, exit_marks=False):
         self.model = model
+        if rec.method != "torch_profiler":
+            rec.set_exit_marks(exit_marks)
         comm = _Comm(rec, model.world_size_, emulate)
         self.plain = (model.pre_infer, model.post_infer, model.layers_infer)
         self.inst = (
