@@ -173,7 +173,8 @@ if [ "$NO_ACCT" != 1 ]; then
     mkdir -p /run/mysqld; chown mysql:mysql /run/mysqld
     [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null \
       || die "mariadb-install-db failed"
-    (cd / && setsid nohup mysqld_safe --user=mysql >/var/log/opbreak-mariadb.log 2>&1 </dev/null &)
+    # setsid -f: own session, forked, no fd of ours kept (callers may capture our stdout)
+    (cd / && setsid -f mysqld_safe --user=mysql >/var/log/opbreak-mariadb.log 2>&1 </dev/null)
     mark_started mariadb
     wait_for "mariadb" /var/log/opbreak-mariadb.log mysqladmin --protocol=socket ping
   fi
