@@ -63,13 +63,17 @@ def scale_layers(ops: pd.DataFrame, steps: pd.DataFrame, spec: dict):
 
 def aggregate(inputs, specs: dict, unstable_cv: float):
     """inputs: list of (ops_csv, steps_csv, provenance_json) paths; specs: name -> spec."""
-    all_ops, all_steps, provs = [], [], []
+    all_ops, all_steps, provs, failures = [], [], [], []
     for ops_p, steps_p, prov_p in inputs:
         prov = json.loads(open(prov_p).read())
         spec = specs[prov["config"]] if prov.get("config") in specs else None
         if spec is None:
             raise ProvenanceError(f"{prov_p}: config {prov.get('config')!r} is not in the current config file")
         check_provenance(prov, spec, str(prov_p))
+        if prov.get("status") == "failed":  # the measure job's last attempt failed: reported, not measured
+            failures.append(dict(config=prov["config"], repeat=prov["repeat"], error=prov.get("error", ""),
+                                 path=str(prov_p)))
+            continue
         ops, steps = pd.read_csv(ops_p), pd.read_csv(steps_p)
         ops, steps = scale_layers(ops, steps, spec)
         if spec["model_layers"] != spec["num_layers"]:
@@ -81,6 +85,10 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
         all_ops.append(ops)
         all_steps.append(steps)
         provs.append(prov)
+    failures = pd.DataFrame(failures, columns=["config", "repeat", "error", "path"])
+    if not all_ops:
+        raise ProvenanceError("every measure job failed; see results/measure/*/rep*/provenance.json errors:\n"
+                              + failures.to_string(index=False))
     ops = pd.concat(all_ops, ignore_index=True)
     steps = pd.concat(all_steps, ignore_index=True)
     r0 = ops[ops["rank"] == 0]
@@ -108,4 +116,4 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
     summary["op_order"] = summary["op"].map(OPS.index)
     summary = summary.sort_values(["config", "phase", "op_order"]).drop(columns="op_order").reset_index(drop=True)
     return dict(ops_repeats=ops, ops_summary=summary, phase_totals=phase_tot, phase_summary=phase_summary,
-                steps=s0.drop(columns=["rank"]), provenance=provs)
+                steps=s0.drop(columns=["rank"]), provenance=provs, failures=failures)

@@ -22,6 +22,7 @@ import yaml
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "config" / "hardware.yaml"
 LINK_KINDS = ("nvlink", "pcie", "nvlink-pairs")
+TOPOLOGIES = LINK_KINDS + ("auto", "none")
 
 
 class CatalogError(ValueError):
@@ -61,6 +62,8 @@ def validate_catalog(cat: Mapping, path="<dict>") -> dict:
             _positive(path, key, e, f)
         for f in ("peak_tflops_fp32", "nvlink_GBps"):
             _positive(path, key, e, f, required=False)
+        if "nvlink_GBps" in e and e.get("nvlink_topology") not in ("all", "pairs"):
+            _fail(path, key, "nvlink_topology", "must be 'all' or 'pairs' where nvlink_GBps is given")
         pcie = e.get("pcie")
         if not isinstance(pcie, Mapping):
             _fail(path, key, "pcie", "missing mapping {gen, lanes, GBps}")
@@ -134,18 +137,24 @@ def link_between(
 ) -> dict:
     """The link a ring all-reduce over ``ranks`` GPUs runs at: the slowest on the ring.
 
-    topology: ``{link: nvlink|pcie|nvlink-pairs}`` (or the bare string); optional
-    ``pcie_GBps`` (bidirectional, e.g. a slower PXB path) and ``alpha_us`` overrides.
-    nvlink-pairs (A40 bridges, PCIe A100/H100 bridges): NVLink only when the ring is
-    one bridged pair (n == 2); for n > 2 the ring crosses PCIe. Returns kind,
+    topology: ``{link: nvlink|pcie|nvlink-pairs|auto|none}`` (or the bare string);
+    optional ``pcie_GBps`` (bidirectional, e.g. a slower PXB path) and ``alpha_us``
+    overrides. nvlink-pairs (A40 bridges, PCIe A100/H100 bridges): NVLink only when the
+    ring is one bridged pair (n == 2); for n > 2 the ring crosses PCIe. auto: from the
+    catalog's ``nvlink_topology`` (all -> nvlink, pairs -> nvlink-pairs, no NVLink ->
+    pcie); none (no peer link): PCIe through the host. Returns kind,
     bidir_GBps, bw_bytes_per_s (per direction = bidir/2, the ring model's B), alpha_s, n.
     """
     n = ranks if isinstance(ranks, int) else len(ranks)
     gpu = lookup_gpu(catalog, gpu_key)
     topo = {"link": topology} if isinstance(topology, str) else dict(topology or {})
-    kind = topo.get("link", "pcie")
-    if kind not in LINK_KINDS:
-        raise ValueError(f"topology link must be one of {LINK_KINDS}, got {kind!r}")
+    kind = topo.get("link", "auto")
+    if kind not in TOPOLOGIES:
+        raise ValueError(f"topology link must be one of {TOPOLOGIES}, got {kind!r}")
+    if kind == "auto":
+        kind = {"all": "nvlink", "pairs": "nvlink-pairs"}.get(gpu.get("nvlink_topology"), "pcie")
+    elif kind == "none":
+        kind = "pcie"
     alphas = {k: float(v.get("alpha_us", 0.0)) for k, v in catalog.get("links", {}).items()
               if isinstance(v, Mapping)}
     if n <= 1:

@@ -157,6 +157,11 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
     return results
 
 
+OPS_COLUMNS = ["study", "config", "repeat", "rank", "phase", "op", "time_ms", "calls", "modeled", "modeled_bytes",
+               "timing_method", *provenance.CONFIG_COLUMNS, "model", "gpu_ids"]
+STEPS_COLUMNS = ["config", "repeat", "rank", "phase", "step", "context_len", "e2e_ms", "attributed_ms"]
+
+
 def tables(spec: dict, repeat: int, results: list[dict]):
     """Tidy long tables of the data contract, one row per (rank, phase, op)."""
     meta = {k: spec[k] for k in provenance.CONFIG_COLUMNS}
@@ -169,7 +174,22 @@ def tables(spec: dict, repeat: int, results: list[dict]):
                             timing_method=spec["timing"], **meta))
         for row in res["steps"]:
             steps.append(dict(config=spec["name"], repeat=repeat, rank=res["rank"], **row))
-    return pd.DataFrame(ops), pd.DataFrame(steps)
+    # columns fixed even when empty (a failure record); backends may add columns
+    return pd.DataFrame(ops or None, columns=None if ops else OPS_COLUMNS), pd.DataFrame(
+        steps or None, columns=None if steps else STEPS_COLUMNS)
+
+
+def _failed(args, spec, out, started, error):
+    """Fail the job, or on its last attempt write an explicit failure record (never partial data)."""
+    if not args.record_failure:
+        raise SystemExit(f"measure failed: {error}")
+    print(f"measure failed on its last attempt, recording the failure: {error}", file=sys.stderr)
+    ops, steps = tables(spec, args.repeat, [])
+    write_csv_atomic(ops, out / "ops.csv")
+    write_csv_atomic(steps, out / "steps.csv")
+    prov = dict(config=spec["name"], repeat=args.repeat, status="failed", error=error, spec=spec, started=started,
+                finished=dt.datetime.now(dt.timezone.utc).isoformat(), host=socket.gethostname())
+    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
 
 
 def main(argv=None):
@@ -177,18 +197,24 @@ def main(argv=None):
     ap.add_argument("--spec", required=True, help="resolved config spec (JSON, from the spec rule)")
     ap.add_argument("--repeat", type=int, required=True)
     ap.add_argument("--outdir", required=True)
+    ap.add_argument("--record-failure", action="store_true",
+                    help="last attempt: if the run fails, write a failure record (no measurements, status "
+                         "failed) and exit 0 so a --keep-going pipeline still reports the config as failed")
     args = ap.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc).isoformat()
-    prov_pre = provenance.preflight(spec)  # guards: fails before any rank starts
+    try:
+        prov_pre = provenance.preflight(spec)  # guards: fails before any rank starts
+    except SystemExit as e:
+        return _failed(args, spec, out, started, str(e))
     _terminate_on_signals()
     with provenance.gpu_locks(spec), tempfile.TemporaryDirectory(prefix="opbreak-") as work:
         try:
             results = launch(spec, work, spec["timeout_s"])
         except RuntimeError as e:
-            raise SystemExit(f"measure failed: {e}") from None
+            return _failed(args, spec, out, started, str(e))
         traces = sorted(Path(work).glob("trace_rank*.json.gz"))  # optional extra output (torch_profiler)
         for t in traces:
             shutil.move(str(t), str(out / (t.name + ".tmp")))

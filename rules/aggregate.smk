@@ -13,6 +13,7 @@ rule aggregate:
         phase_totals="results/aggregate/phase_totals.csv",
         phase_summary="results/aggregate/phase_summary.csv",
         steps="results/aggregate/steps.csv",
+        failures="results/aggregate/failures.csv",
         provenance="results/aggregate/provenance.json",
     log:
         "logs/aggregate.log",

@@ -24,6 +24,7 @@ CONFIGS = {e["name"]: merged(config, e) for e in config["configs"]}
 SPECS = {name: resolve(config, name) for name in CONFIGS}
 PAIRS = config.get("pairs", [])
 SLURM = config.get("slurm") or {}
+RETRIES = config.get("retries", 1)
 
 
 wildcard_constraints:

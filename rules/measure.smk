@@ -23,6 +23,9 @@ rule measure:
         prov="results/measure/{config}/rep{repeat}/provenance.json",
     log:
         "logs/measure/{config}/rep{repeat}.log",
+    # Retried `retries` times (cluster noise, preemption); the last attempt records a failure
+    # instead of failing, so --keep-going still reaches the report, which lists it.
+    retries: RETRIES
     conda:
         "../envs/measure.yaml"
     resources:
@@ -33,8 +36,11 @@ rule measure:
         runtime=slurm_field("runtime", 60),
         mem_mb=slurm_field("mem_mb", 8000),
         cpus_per_task=slurm_field("cpus_per_task", 2),
+        on_last_attempt=lambda wc, attempt: (
+            "--record-failure" if attempt > RETRIES else ""
+        ),
     shell:
-        "python -m opbreak.measure --spec {input.spec} --repeat {wildcards.repeat}"
+        "python -m opbreak.measure --spec {input.spec} --repeat {wildcards.repeat} {resources.on_last_attempt}"
         " --outdir results/measure/{wildcards.config}/rep{wildcards.repeat} > {log} 2>&1"
 
 

@@ -141,3 +141,20 @@ def test_interrupted_pipeline_resumes_and_reruns_only_what_is_missing(tmp_path):
     for f, mtime in done.items():
         assert os.stat(wf / f).st_mtime_ns == mtime, f"{f} was measured again"
     assert (wf / "report/all.md").exists()
+
+
+def test_a_failing_config_is_retried_then_recorded_and_the_report_still_renders(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    cfg = yaml.safe_load((ROOT / "tests/data/tiny.yaml").read_text())
+    cfg["retries"] = 1
+    cfg["configs"].append({"name": "doomed", "tp": 1, "timeout_s": 1, "output_len": 100000})
+    (wf / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    p = snakemake(wf, "report/all.md", timeout=900)
+    log = p.stdout + p.stderr
+    assert "Trying to restart job" in log or "attempt" in log.lower()  # retried once
+    prov = json.loads((wf / "results/measure/doomed/rep0/provenance.json").read_text())
+    assert prov["status"] == "failed" and "timed out" in prov["error"]
+    failures = (wf / "results/aggregate/failures.csv").read_text()
+    assert "doomed" in failures and "t1" not in failures
+    report = (wf / "report/all.md").read_text()
+    assert "doomed" in report

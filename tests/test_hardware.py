@@ -53,6 +53,18 @@ def test_nvlink_pairs_ring_crosses_pcie(cat):
     assert link_between(cat, "A40", "nvlink-pairs", 1)["alpha_s"] == 0
     with pytest.raises(ValueError, match="T4"):
         link_between(cat, "T4", "nvlink", 2)
+    with pytest.raises(ValueError, match="topology"):
+        link_between(cat, "T4", "infiniband", 2)
+
+
+@pytest.mark.parametrize("gpu,n,kind,bidir", [
+    ("A100-SXM4-40GB", 8, "nvlink", 600), ("H200", 4, "nvlink", 900),
+    ("A40", 2, "nvlink", 112.5), ("A40", 8, "pcie", 64), ("T4", 4, "pcie", 32),
+    ("L40S", 2, "pcie", 64)])
+def test_auto_topology(cat, gpu, n, kind, bidir):
+    link = link_between(cat, gpu, "auto", n)
+    assert (link["kind"], link["bidir_GBps"]) == (kind, bidir)
+    assert link_between(cat, gpu, "none", n)["kind"] == "pcie"
 
 
 def test_match_device_name(cat):
@@ -76,6 +88,7 @@ def _raw():
         ("T4", "mem_bw_GBps", lambda e: e.__setitem__("mem_bw_GBps", -1)),
         ("H200", "names", lambda e: e.__setitem__("names", [])),
         ("L40S", "pcie.GBps", lambda e: e["pcie"].pop("GBps")),
+        ("A40", "nvlink_topology", lambda e: e.pop("nvlink_topology")),
         ("A100-SXM4-40GB", "sources.url", lambda e: e.__setitem__("sources", {"datasheet": "x"})),
     ],
 )

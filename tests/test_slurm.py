@@ -38,6 +38,7 @@ SLURM_DOWN = REPO / "tests" / "slurm" / "slurm-down.sh"
 TINY = Path("tests") / "data" / "tiny.yaml"
 TARGET = "report/all.md"
 LOCAL_RULES = ("aggregate", "theory", "report")
+TABLE_DIRS = ("aggregate", "theory")  # results/<dir>/*.csv compared SLURM vs local
 CLUSTER_RULES = {"measure", "sweep"}  # everything else is in the Snakefile's localrules
 # never copied into the test workdir: outputs and caches of an earlier run
 EXCLUDE_TOP = {".git", ".snakemake", "results", "logs", ".pytest_cache", "build"}
@@ -190,14 +191,24 @@ def _is_num(v: str) -> bool:
         return False
 
 
+def _is_bool(v: str) -> bool:
+    return v.strip().lower() in ("true", "false", "")
+
+
 def _table_shape(path: Path):
-    """(header, sorted rows of the non-numeric columns): what must not depend on timings."""
+    """(header, #rows, sorted rows of the label columns): what must not depend on timings.
+
+    Numeric columns (times, and anything computed from them) and boolean columns
+    (flags such as `unstable` or `flagged`, which depend on the spread of the
+    timings) are left out of the row keys.
+    """
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows, f"{path} is empty"
     header, body = rows[0], rows[1:]
-    numeric = [all(_is_num(r[i]) for r in body if i < len(r)) for i in range(len(header))]
-    keys = sorted(tuple(v for v, num in zip(r, numeric) if not num) for r in body)
+    varying = [all(_is_num(r[i]) or _is_bool(r[i]) for r in body if i < len(r))
+               for i in range(len(header))]
+    keys = sorted(tuple(v for v, skip in zip(r, varying) if not skip) for r in body)
     return header, len(body), keys
 
 
@@ -243,15 +254,15 @@ def test_pipeline_on_slurm_matches_local(slurm_cluster, tmp_path):
         _snakemake(local, ["--cores", "1", *configs], "snakemake-local.log")
         for d in (on_slurm, local):
             assert (d / TARGET).exists(), f"{d / TARGET} missing"
-        agg_s = sorted(p.relative_to(on_slurm / "results" / "aggregate")
-                       for p in (on_slurm / "results" / "aggregate").rglob("*.csv"))
-        agg_l = sorted(p.relative_to(local / "results" / "aggregate")
-                       for p in (local / "results" / "aggregate").rglob("*.csv"))
-        assert agg_s, "no results/aggregate/*.csv from the SLURM run"
-        assert agg_s == agg_l, f"aggregate tables differ: {agg_s} vs {agg_l}"
+        def tables(d):
+            return sorted(p.relative_to(d / "results") for sub in TABLE_DIRS
+                          for p in (d / "results" / sub).rglob("*.csv"))
+        agg_s, agg_l = tables(on_slurm), tables(local)
+        assert any(p.parts[0] == "aggregate" for p in agg_s), "no results/aggregate/*.csv from the SLURM run"
+        assert agg_s == agg_l, f"result tables differ: {agg_s} vs {agg_l}"
         for rel in agg_s:
-            hs, ns, ks = _table_shape(on_slurm / "results" / "aggregate" / rel)
-            hl, nl, kl = _table_shape(local / "results" / "aggregate" / rel)
+            hs, ns, ks = _table_shape(on_slurm / "results" / rel)
+            hl, nl, kl = _table_shape(local / "results" / rel)
             assert hs == hl, f"{rel}: columns differ: {hs} vs {hl}"
             assert ns == nl, f"{rel}: {ns} rows on SLURM vs {nl} locally"
             assert ks == kl, f"{rel}: rows (ops/configs) differ between SLURM and local run"
