@@ -92,7 +92,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--layers", type=int, default=8)
-    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--decode-steps", type=int, default=128)
     ap.add_argument("--sample-steps", type=int, default=1024)
     args = ap.parse_args()
@@ -160,6 +160,22 @@ def main():
     print("closure", {t: (c["min_prefill"], c["min_decode"]) for t, c in res["closure"].items()}, flush=True)
     print("ops enter", {ph: {o: round(v, 3) for o, v in res["closure"]["enter"][f"{ph}_ops"].items()} for ph in ("prefill", "decode")}, flush=True)
 
+    # -- overhead, alternating per decode step inside one run (cancels drift between runs) --
+    alt = {}
+    for tag, em in (("enter", False), ("enter_exit", True)):
+        rec = Recorder("cuda_events")
+        inst = lb.Instrumentation(model, rec, 1, True, exit_marks=em)
+        plain_rec = Recorder("cuda_events", enabled=False)
+        AO = 32 if args.quick else 512
+        lb.run_static(model, spec, rec, tokens, inst, output_len=AO, decode_sample=AO // 2, plain_rec=plain_rec)
+        si = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and s_["instrumented"]]
+        sp = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and not s_["instrumented"]]
+        alt[tag] = dict(steps=AO, median_inst_ms=st.median(si), median_plain_ms=st.median(sp),
+                        mean_inst_ms=st.mean(si), mean_plain_ms=st.mean(sp),
+                        overhead_median=st.median(si) / st.median(sp) - 1, overhead_mean=st.mean(si) / st.mean(sp) - 1)
+    res["overhead"]["decode_alternating_steps"] = alt
+    print("overhead per-step alternating", alt, flush=True)
+
     # -- agreement with LightLLM's static-test timing ---------------------------------
     stt = [static_test_timing(model, spec, tokens, O) for _ in range(2 if args.quick else 3)]
     ours = [phase_sums(run(True, O)[0]) for _ in range(2 if args.quick else 3)]
@@ -197,14 +213,15 @@ def main():
     dsteps = [(s_, o_) for s_, o_ in zip(full.steps, full.step_ops) if s_["phase"] == "decode"]
     pick = sample_steps(len(dsteps), k)
     ops_all = sorted({op for _, o_ in dsteps for op in o_})
-    est = integrate_over_context([dsteps[i][0]["context_len"] for i in pick],
-                                 {op: [dsteps[i][1].get(op, 0.0) for i in pick] for op in ops_all},
-                                 [s_["context_len"] for s_, _ in dsteps])
     exact = {op: sum(o_.get(op, 0.0) for _, o_ in dsteps) for op in ops_all}
-    res["sampled_decode"]["same_run"] = dict(
-        named_rel=sum(est.values()) / sum(exact.values()) - 1,
-        per_op_rel={op: est[op] / exact[op] - 1 for op in ops_all if exact[op] > 0},
-        max_rel_big_ops=max(abs(est[op] / exact[op] - 1) for op in ops_all if exact[op] > 0.02 * tot_f))
+    for meth in ("linear_fit", "piecewise", "robust"):
+        est = integrate_over_context([dsteps[i][0]["context_len"] for i in pick],
+                                     {op: [dsteps[i][1].get(op, 0.0) for i in pick] for op in ops_all},
+                                     [s_["context_len"] for s_, _ in dsteps], method=meth)
+        res["sampled_decode"][f"same_run_{meth}"] = dict(
+            named_rel=sum(est.values()) / sum(exact.values()) - 1,
+            per_op_rel={op: est[op] / exact[op] - 1 for op in ops_all if exact[op] > 0},
+            max_rel_big_ops=max(abs(est[op] / exact[op] - 1) for op in ops_all if exact[op] > 0.02 * tot_f))
     print("sampled", {k_: v for k_, v in res["sampled_decode"].items() if k_ != "per_op"}, flush=True)
 
     # -- torch_profiler ---------------------------------------------------------------

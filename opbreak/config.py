@@ -169,6 +169,13 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
             if not wp.is_dir():
                 errs.append(f"{where}.weights: {c['weights']!r} is not a directory; give a local HF directory "
                             "(config.json + *.safetensors) or null for random weights")
+            else:
+                from .weights import WeightsError, check_weights_dir
+
+                try:
+                    check_weights_dir(wp, m)
+                except WeightsError as e:
+                    errs.append(f"{where}.{e}")
         if c["decode_sample"] and c["decode_sample"] > c.get("output_len", 0):
             errs.append(f"{where}.decode_sample: {c['decode_sample']} exceeds output_len; use 0 (all steps) or fewer")
     for j, p in enumerate(config.get("pairs") or []):

@@ -58,6 +58,10 @@ PIE_MIN_SHARE = 0.03  # slices below this are folded into "other" (listed in the
 PIE_LABEL_MIN = 0.06  # slices below this get no percentage label on the pie itself
 
 
+def fmt_ms(v) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+
+
 def op_color(op: str) -> str:
     return OP_COLORS.get(op, UNKNOWN_COLOR)
 
@@ -147,7 +151,7 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
             ax.text(x, y, lab, ha="center", va="center", fontsize=10, color="white" if lum < 0.55 else "black",
                     fontweight="bold")
         ph = d["phase_median_ms"].dropna()
-        title = phase if ph.empty else f"{phase}\n(phase median {ph.iloc[0]:.4g} ms)"
+        title = phase if ph.empty else f"{phase}\n(phase median {fmt_ms(ph.iloc[0])} ms)"
         ax.set_title(title, fontsize=11)
         ax.set_aspect("equal")
         if small:
@@ -286,19 +290,19 @@ def decode_steps(steps: pd.DataFrame, theory_steps: pd.DataFrame, configs, path)
     fig, ax = plt.subplots(figsize=(9, 4.8))
     d = steps[steps["phase"] == "decode"] if len(steps) else steps
     cols = config_colors(configs)
-    drawn = False
+    drawn = has_bound = False
     for cfg in configs:
         s = d[d["config"] == cfg]
         if s.empty:
             continue
         g = s.groupby("context_len")["e2e_ms"].agg(["median", "min", "max"]).reset_index()
-        ax.plot(g["context_len"], g["median"], color=cols[cfg], lw=1.4, label=f"{_short(cfg)} measured")
+        ax.plot(g["context_len"], g["median"], color=cols[cfg], lw=1.4, label=_short(cfg, 30))
         ax.fill_between(g["context_len"], g["min"], g["max"], color=cols[cfg], alpha=0.18, lw=0)
         t = theory_steps[theory_steps["config"] == cfg] if len(theory_steps) else theory_steps
         if len(t) and np.isfinite(t["t_bound_ms"]).any():
             t = t.sort_values("context_len")
-            ax.plot(t["context_len"], t["t_bound_ms"], color=cols[cfg], lw=1.2, ls="--",
-                    label=f"{_short(cfg)} roofline bound")
+            ax.plot(t["context_len"], t["t_bound_ms"], color=cols[cfg], lw=1.2, ls="--")
+            has_bound = True
         drawn = True
     if not drawn:
         _no_data(ax, "no decode steps")
@@ -313,7 +317,11 @@ def decode_steps(steps: pd.DataFrame, theory_steps: pd.DataFrame, configs, path)
         else:
             ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(plt.Line2D([], [], color="#333333", lw=1.4, label="solid: measured (median)"))
+        if has_bound:
+            handles.append(plt.Line2D([], [], color="#333333", lw=1.2, ls="--", label="dashed: roofline bound"))
+        ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         ax.set_title("Decode step latency vs context length (line: median of repeats, band: min-max)")
     _save(fig, path)
 
@@ -349,7 +357,7 @@ def phase_totals(phase_summary: pd.DataFrame, phase_totals_df: pd.DataFrame, con
 
 
 # --------------------------------------------------------------------------- stability
-def stability_cv(ops_summary: pd.DataFrame, unstable_cv: float, path):
+def stability_cv(ops_summary: pd.DataFrame, unstable_cv: float, path, configs=None):
     """Heatmap of CV (%) per op (rows) and config/phase (columns); * marks unstable."""
     d = ops_summary[np.isfinite(ops_summary["cv"])] if len(ops_summary) else ops_summary
     if d.empty:
@@ -357,10 +365,12 @@ def stability_cv(ops_summary: pd.DataFrame, unstable_cv: float, path):
         _no_data(ax, "no repeat statistics (need >= 2 repeats)")
         _save(fig, path)
         return
-    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + "\n" + d["phase"])
+    order = {c: i for i, c in enumerate(configs or sorted(d["config"].unique()))}
+    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + " " + d["phase"],
+                 _o=d["config"].map(lambda c: order.get(c, 999)) * 10 + d["phase"].map(lambda p: PHASES.index(p) if p in PHASES else 9))
     piv = d.pivot_table(index="op", columns="col", values="cv", aggfunc="first")
     flag = d.pivot_table(index="op", columns="col", values="unstable", aggfunc="first")
-    cols = list(dict.fromkeys(d.sort_values(["config", "phase"], key=_phase_key)["col"]))
+    cols = list(dict.fromkeys(d.sort_values("_o")["col"]))
     piv = piv.reindex(index=_op_order(piv.index), columns=cols)
     flag = flag.reindex(index=piv.index, columns=cols)
     annot = piv.map(lambda v: "" if not np.isfinite(v) else f"{100 * v:.0f}")
@@ -375,8 +385,15 @@ def stability_cv(ops_summary: pd.DataFrame, unstable_cv: float, path):
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.set_title(f"Repeat-to-repeat CV per op [%]  (* = unstable: CV > {100 * unstable_cv:.0f}%)")
-    plt.setp(ax.get_xticklabels(), rotation=0, fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
     _save(fig, path)
+
+
+def _fin(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def _phase_key(s):
@@ -443,7 +460,11 @@ def roofline(theory_ops: pd.DataFrame, ceilings: pd.DataFrame, configs, path):
             _no_data(ax, "no op with FLOPs and bytes")
             ax.set_title(_short(cfg, 50))
             continue
-        xs = np.geomspace(min(t["intensity"].min() / 3, 0.1), max(t["intensity"].max() * 3, 1e3), 200)
+        ridge = [r.peak_tflops * 1e3 / r.mem_bw_GBps for r in c.itertuples()
+                 if _fin(r.peak_tflops) and _fin(r.mem_bw_GBps) and r.mem_bw_GBps > 0]
+        lo_x = min([t["intensity"].min()] + [x / 10 for x in ridge]) / 2
+        hi_x = max([t["intensity"].max()] + [x * 3 for x in ridge]) * 2
+        xs = np.geomspace(lo_x, hi_x, 200)
         for row in c.itertuples():
             ls = "-" if str(row.source) == "datasheet" else "--"
             if np.isfinite(row.peak_tflops) and np.isfinite(row.mem_bw_GBps):
@@ -480,7 +501,7 @@ def efficiency(theory_ops: pd.DataFrame, configs, path):
         _save(fig, path)
         return
     order = {c: i for i, c in enumerate(configs)}
-    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + "\n" + d["phase"],
+    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + " " + d["phase"],
                  _o=d["config"].map(lambda c: order.get(c, 99)) * 10 + d["phase"].map(lambda p: PHASES.index(p) if p in PHASES else 9))
     cols = list(dict.fromkeys(d.sort_values("_o")["col"]))
     piv = d.pivot_table(index="op", columns="col", values="efficiency", aggfunc="first")
@@ -504,7 +525,7 @@ def efficiency(theory_ops: pd.DataFrame, configs, path):
     ax.set_xlabel("")
     ax.set_ylabel("")
     ax.set_title("Roofline efficiency per op [%]  (letter: bound resource C=compute, M=memory, L=link)")
-    plt.setp(ax.get_xticklabels(), rotation=0, fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
     _save(fig, path)
 
 

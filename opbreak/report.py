@@ -158,11 +158,14 @@ def _finite(v) -> bool:
 
 
 def f_num(v) -> str:
-    return f"{float(v):.4g}" if _finite(v) else "–"
+    if not _finite(v):
+        return "–"
+    v = float(v)
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
 
 
 def f_ms(v) -> str:
-    return f"{float(v):.4g} ms" if _finite(v) else "–"
+    return f"{f_num(v)} ms" if _finite(v) else "–"
 
 
 def f_pct(v) -> str:
@@ -190,7 +193,7 @@ FORMATS = {"num": f_num, "ms": f_ms, "pct": f_pct, "x": f_x, "int": f_int, "sci"
 def f_ci(lo, hi, unit=" ms") -> str:
     if not (_finite(lo) and _finite(hi)):
         return "–"
-    return f"{float(lo):.4g}–{float(hi):.4g}{unit}"
+    return f"{f_num(lo)}–{f_num(hi)}{unit}"
 
 
 # ----------------------------------------------------------------------------- evidence
@@ -857,7 +860,8 @@ def make_figures(t: dict, configs, pairs_decl, fig_dir, unstable_cv=0.1, rel_dir
             draw(("pair_speedup", i), plots.pair_speedup, t["pairs"], label, p["a"], p["b"])
     draw("decode_steps", plots.decode_steps, t["steps"], t["decode_steps"], present)
     draw("phase_totals", plots.phase_totals, t["phase_summary"], t["phase_totals"], present)
-    draw("stability_cv", plots.stability_cv, ops[ops["config"].isin(present)], unstable_cv)
+    draw("stability_cv", lambda o, u, path: plots.stability_cv(o, u, path, present), ops[ops["config"].isin(present)],
+         unstable_cv)
     draw("repeat_spread", plots.repeat_spread, t["phase_totals"], t["phase_summary"], present)
     draw("roofline", plots.roofline, t["theory_ops"], t["ceilings"], present)
     draw("efficiency", plots.efficiency, t["theory_ops"][t["theory_ops"]["config"].isin(present)], present)

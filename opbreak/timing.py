@@ -26,7 +26,7 @@ Clocks (``method``):
   time outside any op range. The Chrome trace is kept (``export_trace``).
 
 Sampled decode (``integrate_sampled``): only some decode steps are instrumented;
-per-op time is fitted with a robust line over context length and summed over every step, while
+per-op time is fitted with a least-squares line over context length and summed over every step, while
 the phase end to end stays the measured sum over all steps.
 """
 
@@ -431,7 +431,7 @@ class Recorder:
         self.step_ops = [o if o else {} for _, o in merged]
         self.meta[f"{phase}_sample"] = dict(
             instrumented_steps=[self.steps_index(s) for s in all_steps if s.get("instrumented")],
-            total_steps=total_steps, sampled=n_s, method="robust least-squares line per op over context length (opbreak.timing.integrate_over_context)",
+            total_steps=total_steps, sampled=n_s, method="least-squares line per op over context length (opbreak.timing.integrate_over_context)",
             e2e_ms_all_steps=e2e_all, estimated_attributed_ms=sum(est.values()),
         )
 
@@ -477,11 +477,12 @@ def sample_steps(total: int, k: int) -> list[int]:
 def integrate_over_context(ctx_sampled, series: dict, ctx_all, method: str = "linear_fit") -> dict:
     """Sum over ``ctx_all`` of each series modeled over context length.
 
-    ``linear_fit`` (default): least-squares line per op, refit once without
-    samples whose residual exceeds 4 robust sigmas (one slow step, e.g. a host
-    hiccup, must not be spread over its neighbours); decode op time is constant
-    or linear in context. ``piecewise``: linear interpolation between samples
-    (trapezoids).
+    ``linear_fit`` (default): least-squares line per op (decode op time is
+    constant or linear in context); unbiased for the total when the samples are
+    evenly spaced, slow steps included. ``robust``: the same, refit without
+    samples whose residual exceeds 4 robust sigmas (drops real slow steps, so it
+    underestimates the total). ``piecewise``: linear interpolation between
+    samples (trapezoids).
     """
     import numpy as np
 
@@ -494,11 +495,11 @@ def integrate_over_context(ctx_sampled, series: dict, ctx_all, method: str = "li
         y = np.asarray(ys, dtype=float)[order]
         if len(xs) == 1:
             out[op] = float(y[0] * len(xa))
-        elif method == "piecewise" or len(xs) < 4:
+        elif method == "piecewise" or len(xs) < 3:
             out[op] = float(np.interp(xa, xs, y).sum())
         else:
             keep = np.ones(len(xs), bool)
-            for _ in range(2):
+            for _ in range(2 if method == "robust" else 0):
                 b, a = np.polyfit(xs[keep], y[keep], 1)
                 r = y - (a + b * xs)
                 mad = np.median(np.abs(r[keep] - np.median(r[keep])))

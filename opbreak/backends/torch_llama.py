@@ -209,8 +209,12 @@ def build(spec, rank, world, rec):
     device = torch.device(spec["device"] if spec["device"] == "cpu" else f"cuda:{torch.cuda.current_device()}")
     dtype = DTYPES[spec["dtype"]]
     model = spec["model"]
-    gen_device = device
-    weights = random_weights(model, spec["seed"], device=gen_device, dtype=dtype, num_layers=spec["num_layers"])
+    if spec.get("weights"):
+        from ..weights import load_hf_dir
+
+        weights = load_hf_dir(spec["weights"], model, spec["num_layers"], device=device, dtype=dtype)
+    else:
+        weights = random_weights(model, spec["seed"], device=device, dtype=dtype, num_layers=spec["num_layers"])
     return TorchLlama(
         model, weights, rank=rank, tp=spec["tp"], device=device, dtype=dtype,
         max_len=spec["input_len"] + spec["output_len"], batch=spec["batch"], rec=rec,
