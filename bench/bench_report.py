@@ -166,18 +166,18 @@ def synthesize(out: Path, n_configs=7, repeats=5, steps=1024, seed=0):
                            model_ms=lat + bwt, alpha_us=alpha, bw_GBps=bw, source="fit", t_latency_ms=lat,
                            t_bandwidth_ms=bwt, phase=""))
         for phase, size in (("prefill", 20 * 1024 * 8192 * 2), ("decode", 20 * 8192 * 2)):
-            for n in (tp, 2, 4, 8):
+            for kind, n in [("phase", tp)] + [("tp_scaling", k) for k in (2, 4, 8)]:
                 lat = 2 * (n - 1) * alpha * 1e-3
                 bwt = 2 * (n - 1) / n * size / (bw * 1e9) * 1e3
-                ar.append(dict(config=name, kind="phase" if n == tp else "tp_scaling", n=n, size_bytes=size,
-                               measured_ms=(lat + bwt) * 1.3 if n == tp else np.nan, model_ms=lat + bwt,
+                ar.append(dict(config=name, kind=kind, n=n, size_bytes=size,
+                               measured_ms=(lat + bwt) * 1.3 if kind == "phase" else np.nan, model_ms=lat + bwt,
                                alpha_us=alpha, bw_GBps=bw, source="fit", t_latency_ms=lat, t_bandwidth_ms=bwt,
                                phase=phase))
         ctx = 1024 + np.arange(steps) + 1
         ds.append(pd.DataFrame(dict(config=name, step=np.arange(steps), context_len=ctx,
                                     t_bound_ms=0.3 * (1 + ctx / 4096), measured_ms=np.nan)))
         ce.append(dict(config=name, gpu=gpu, peak_tflops=peak, mem_bw_GBps=mem, link_GBps=link, source="datasheet"))
-    ar = pd.DataFrame(ar).drop_duplicates(["config", "kind", "phase", "n"])
+    ar = pd.DataFrame(ar).drop_duplicates(["config", "kind", "phase", "n", "size_bytes"])
     ar.to_csv(th / "allreduce.csv", index=False)
     pd.concat(ds).to_csv(th / "decode_steps.csv", index=False)
     pd.DataFrame(ce).to_csv(th / "ceilings.csv", index=False)

@@ -224,6 +224,7 @@ def _n_ops(df, configs):
 
 
 END_TO_END_COLOR = "#555555"
+SPEEDUP_TICKS = sorted({2.0 ** k for k in range(-10, 11)} | {0.75, 1.5, 3.0, 6.0, 12.0})
 
 
 def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
@@ -260,8 +261,14 @@ def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
         vals = np.concatenate([sp, th[ok], p["speedup_hi"].dropna().to_numpy(float),
                                p["speedup_lo"].dropna().to_numpy(float), [1.0]])
         vals = vals[np.isfinite(vals) & (vals > 0)]
-        ax.set_xlim(vals.min() / 1.4, vals.max() * 1.4)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        lo_x, hi_x = vals.min() / 1.4, vals.max() * 1.4
+        ax.set_xlim(lo_x, hi_x)
+        ticks = [v for v in SPEEDUP_TICKS if lo_x <= v <= hi_x]
+        if len(ticks) > 9:
+            ticks = [v for v in ticks if math.log2(v) == int(math.log2(v))]
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
         flagged = p["flagged"].astype(bool).to_numpy()
         names = [o + (" (modeled)" if bool(p["modeled"].get(o, False)) else "") + (" ≠" if f else "")
                  for o, f in zip(ops, flagged)]
@@ -350,6 +357,8 @@ def phase_totals(phase_summary: pd.DataFrame, phase_totals_df: pd.DataFrame, con
         ax.set_yticks(y, [_short(c, 28) for c in cf])
         ax.invert_yaxis()
         ax.set_xlabel(f"phase end-to-end [ms]  (bar: median, whisker: {CI}, dots: repeats)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1e4 else f"{v:g}"))
         ax.set_title(phase)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -587,19 +596,24 @@ def allreduce(ar: pd.DataFrame, configs, path):
                 continue
             lat = np.array([p["t_latency_ms"].get(v, np.nan) for v in ns], float)
             bw = np.array([p["t_bandwidth_ms"].get(v, np.nan) for v in ns], float)
+            tot = np.array([p["model_ms"].get(v, np.nan) for v in ns], float)
+            ref = tot[np.isfinite(tot) & (tot > 0)][0] if (np.isfinite(tot) & (tot > 0)).any() else 1.0
             xs = x + (k - 0.5) * width
-            ax2.bar(xs, lat, width, color="#555555", edgecolor="white", label="latency term" if k == 0 else None)
-            ax2.bar(xs, bw, width, bottom=lat, color=OP_COLORS["all_reduce"], edgecolor="white",
-                    label="bandwidth term" if k == 0 else None)
+            ax2.bar(xs, lat / ref, width, color="#555555", edgecolor="white", hatch="" if k == 0 else "..",
+                    label=f"{phase}: latency term")
+            ax2.bar(xs, bw / ref, width, bottom=lat / ref, color=OP_COLORS["all_reduce"], edgecolor="white",
+                    hatch="" if k == 0 else "..", label=f"{phase}: bandwidth term")
             size = p["size_bytes"].iloc[0]
-            for xi, tot in zip(xs, lat + bw):
-                ax2.text(xi, tot, phase[0].upper(), ha="center", va="bottom", fontsize=8)
+            for xi, tt in zip(xs, tot):
+                if np.isfinite(tt):
+                    ax2.text(xi, tt / ref, f"{phase[0].upper()}\n{tt:.3g} ms", ha="center", va="bottom", fontsize=7)
             ax2.plot([], [], " ", label=f"{phase[0].upper()} = {phase}, {size:.4g} B message")
+        ax2.set_ylim(top=ax2.get_ylim()[1] * 1.18)
         ax2.set_xticks(x, [f"{int(v)}" for v in ns])
         ax2.set_xlabel("ranks in the ring")
-        ax2.set_ylabel("model time per all-reduce [ms]")
-        ax2.set_title("ring model as ranks grow (same link)", fontsize=10)
+        ax2.set_ylabel("model time, relative to the fewest ranks")
+        ax2.set_title("ring model as ranks grow (same link); labels: model time per call", fontsize=10)
         ax2.grid(axis="y", alpha=0.3)
-        ax2.legend(fontsize=7.5, loc="upper left")
+        ax2.legend(fontsize=7, loc="upper left", ncol=1)
     fig.tight_layout()
     _save(fig, path)

@@ -507,8 +507,11 @@ def _shortfall_reason(r, trace: Trace, theory_ops: pd.DataFrame, allreduce: pd.D
     note = ""
     if eff["a"]["bound"] != eff["b"]["bound"]:
         note = f" (the bound changes from {bb} on {_c(r['b'])} to {ba} on {_c(r['a'])})"
-    return (f": {_c(r['a'])} reaches {ea} of its {ba} roofline against {eb} on {_c(r['b'])}{note}, so A uses its "
-            f"{ba} resource less well than B")
+    if eff["a"]["efficiency"] < eff["b"]["efficiency"]:
+        verdict = f"so {_c(r['a'])} uses its {ba} resource less well than {_c(r['b'])} does"
+    else:
+        verdict = "so the gap is not an efficiency loss on A; the roofline's per-rank costs are the suspect"
+    return f": {_c(r['a'])} reaches {ea} of its {ba} roofline against {eb} on {_c(r['b'])}{note}, {verdict}"
 
 
 def _order_ops(ops):

@@ -54,6 +54,9 @@ def slurm_field(field, default):
 
     def get(wildcards):
         own = CONFIGS[wildcards.config].get("slurm") or {}
-        return own.get(field, SLURM.get(field, default))
+        value = own.get(field, SLURM.get(field, default))
+        if field == "gpu_model" and not CONFIGS[wildcards.config]["num_gpus"]:
+            return None  # never ask for --gpus=<model>:0
+        return value
 
     return get

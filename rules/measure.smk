@@ -30,9 +30,9 @@ rule measure:
         "../envs/measure.yaml"
     resources:
         gpu=lambda wc: CONFIGS[wc.config]["num_gpus"],
-        gpu_model=slurm_field("gpu_model", ""),
-        slurm_partition=slurm_field("partition", ""),
-        slurm_account=slurm_field("account", ""),
+        gpu_model=slurm_field("gpu_model", None),
+        slurm_partition=slurm_field("partition", None),
+        slurm_account=slurm_field("account", None),
         runtime=slurm_field("runtime", 60),
         mem_mb=slurm_field("mem_mb", 8000),
         cpus_per_task=slurm_field("cpus_per_task", 2),
@@ -54,8 +54,8 @@ rule sweep:
         "../envs/measure.yaml"
     resources:
         gpu=lambda wc: CONFIGS[wc.config]["num_gpus"],
-        slurm_partition=slurm_field("partition", ""),
-        slurm_account=slurm_field("account", ""),
+        slurm_partition=slurm_field("partition", None),
+        slurm_account=slurm_field("account", None),
         runtime=slurm_field("runtime", 60),
     params:
         world=lookup(dpath="{config}/tp", within=SPECS),
