@@ -10,6 +10,7 @@ report always renders.
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
@@ -23,11 +24,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .ops import OPS, PHASES  # noqa: E402
-from .stats import bootstrap_ci as _bci  # noqa: E402
+from .stats import bootstrap_ci  # noqa: E402
 
-import inspect  # noqa: E402
-
-CI = f"{100 * inspect.signature(_bci).parameters['level'].default:.0f}% CI"
+CI = f"{100 * inspect.signature(bootstrap_ci).parameters['level'].default:.0f}% CI"
 
 # Fixed palette: the dominant ops of the seed (ffn, all_reduce, attention,
 # qkv_proj) get the strongest, most distinct hues; framework time is grey.
@@ -429,12 +428,16 @@ def repeat_spread(phase_totals_df: pd.DataFrame, phase_summary: pd.DataFrame, co
             out = mad_outliers(v) if len(v) >= 3 else np.zeros(len(v), bool)
             yy = i + (np.linspace(-0.18, 0.18, len(v)) if len(v) > 1 else np.zeros(len(v)))
             ax.scatter(rel[~out], yy[~out], color="#333333", s=16)
+            reps = p.loc[p["config"] == c, "repeat"].to_numpy()
+            for xv, yv, rp in zip(rel, yy, reps):
+                ax.annotate(f"r{int(rp)}" if _fin(rp) else "r?", (xv, yv), xytext=(4, 0),
+                            textcoords="offset points", va="center", fontsize=7, color="#666666")
             if out.any():
                 ax.scatter(rel[out], yy[out], color="#d00000", s=30, marker="x", label="outlier (MAD)")
         ax.axvline(0, color="#888888", lw=1)
         ax.set_yticks(np.arange(len(cf)), [_short(c, 28) for c in cf])
         ax.invert_yaxis()
-        ax.set_xlabel("repeat vs median of repeats [%]")
+        ax.set_xlabel("repeat vs median of repeats [%]  (rN: repeat id)")
         ax.set_title(f"{phase}: spread of repeats")
         ax.grid(axis="x", alpha=0.3)
         h, lab = ax.get_legend_handles_labels()

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .ops import FRAMEWORK_OPS, OPS, PHASES, UNATTRIBUTED
+from .stats import bootstrap_ci, repeats_for_ci
 
 # ----------------------------------------------------------------------------- table contract
 STATS_COLS = ["n", "median_ms", "mean_ms", "std_ms", "iqr_ms", "cv", "ci_lo_ms", "ci_hi_ms", "n_outliers",
@@ -67,10 +68,8 @@ def _default(fn, name):
 
 
 # The statistics' own settings, so no level or target is typed into the report.
-from .stats import bootstrap_ci as _bci, repeats_for_ci as _rfc  # noqa: E402
-
-CI_PCT = f"{100 * _default(_bci, 'level'):.0f}%"
-TARGET_PCT = f"{100 * _default(_rfc, 'rel_halfwidth'):.0f}%"
+CI_PCT = f"{100 * _default(bootstrap_ci, 'level'):.0f}%"
+TARGET_PCT = f"{100 * _default(repeats_for_ci, 'rel_halfwidth'):.0f}%"
 NOT_OPS = set(FRAMEWORK_OPS) | {UNATTRIBUTED}
 
 
@@ -442,7 +441,8 @@ def generate_conclusions(t: dict, configs, pairs_decl, trace: Trace) -> list[Sen
         m = mod[mod["config"] == cfg]
         if len(m):
             names = _join([_op(o) for o in _order_ops(m["op"].unique())])
-            out.append(trace.sentence(f"On {_c(cfg)}, {names} are modeled, not measured (their time is the "
+            verb = "is" if len(m["op"].unique()) == 1 else "are"
+            out.append(trace.sentence(f"On {_c(cfg)}, {names} {verb} modeled, not measured (the time shown is the "
                                       "theory's; see Methods).", topic="modeled"))
     return out
 

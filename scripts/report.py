@@ -1,7 +1,6 @@
 """Thin entry point: render report/all.md and its figures (logic in opbreak.report)."""
 
 import sys
-from pathlib import Path
 
 from opbreak.report import TABLES, render
 

@@ -211,3 +211,23 @@ def test_escaping():
 def test_one_colour_per_operator():
     assert tuple(OP_COLORS) == OPS
     assert len(set(OP_COLORS.values())) == len(OPS)
+
+
+def test_methods_show_modeled_ops_and_layer_scaling(run, tmp_path):
+    """An emulated-TP, truncated-depth config: Methods says what was modeled and how layers were scaled."""
+    wf, _ = run
+    t = rep.read_tables(_paths(wf))
+    ops = t["ops_summary"]
+    ar = (ops["config"] == "t2") & (ops["op"] == "all_reduce")
+    ops.loc[ar, ["median_ms", "ci_lo_ms", "ci_hi_ms", "cv", "share"]] = float("nan")
+    ops.loc[ar, "modeled"] = True
+    ops.loc[ops["config"] == "t2", "layer_scale"] = 40.0
+    for p in t["provenance"]:
+        if p["config"] == "t2":
+            p["spec"] = {**p["spec"], "num_layers": 2, "model_layers": 80, "emulate_tp": True}
+    ctx = rep.build_context(t, ["t1", "t2"], [], "tiny", {})
+    m = {x["config"]: dict(x["items"]) for x in ctx["methods"]}
+    assert "`all_reduce`" in m["t2"]["measured vs modeled"] and m["t1"]["measured vs modeled"] == "all ops measured"
+    assert "2 of 80 layers measured" in m["t2"]["truncated-layer scaling"] and "40" in m["t2"]["truncated-layer scaling"]
+    assert any(s.topic == "modeled" and "`all_reduce`" in s.text for s in ctx["sentences"])
+    assert "modeled" in ctx["per_config"][1]["phases"][0]["table"]
