@@ -47,6 +47,7 @@ TABLES = {
     "pairs": ("pairs.csv", ["label", "a", "b", "phase", "op", "time_a_ms", "time_b_ms", "speedup", "speedup_lo",
                             "speedup_hi", "bound", "resource_ratio", "theory_speedup", "measured_over_theory",
                             "flagged", "modeled"]),
+    "failures": ("failures.csv", ["config", "repeat", "error", "path"]),
     "vanilla": ("vanilla_vs_exact.csv", ["model", "component", "vanilla_flops", "exact_flops", "ratio"]),
     "allreduce": ("allreduce.csv", ["config", "kind", "n", "size_bytes", "measured_ms", "model_ms", "alpha_us",
                                     "bw_GBps", "source", "t_latency_ms", "t_bandwidth_ms", "phase"]),
@@ -57,7 +58,8 @@ TABLES = {
 TABLE_PATHS = {k: ("results/theory/" if k in ("theory_ops", "pairs", "vanilla", "allreduce", "decode_steps",
                                                "ceilings") else "results/aggregate/") + f for k, (f, _) in TABLES.items()}
 BOOL_COLS = ("unstable", "modeled", "flagged")
-TEXT_COLS = ("config", "phase", "op", "label", "a", "b", "bound", "model", "component", "kind", "source", "gpu")
+TEXT_COLS = ("config", "phase", "op", "label", "a", "b", "bound", "model", "component", "kind", "source", "gpu",
+             "error", "path")
 PHASE_OF = {p: i for i, p in enumerate(PHASES)}
 
 
@@ -576,7 +578,14 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
         have = {name: cfg in set(t[name]["config"]) for name in ("ops_summary", "phase_summary", "steps",
                                                                    "theory_ops")}
         nprov = sum(1 for p in prov if p.get("config") == cfg)
-        if not have["ops_summary"]:
+        failed = t["failures"][t["failures"]["config"] == cfg]
+        if len(failed):  # the measure job's last attempt recorded its error (aggregate's failures.csv)
+            reps = ", ".join(str(int(float(r))) for r in failed["repeat"])
+            what = "failed" if not have["ops_summary"] else "partly failed"
+            missing.append({"config": md_escape(cfg),
+                            "why": f"measure {what} (repeats {reps}): {md_escape(str(failed['error'].iloc[0]))}",
+                            "provenance records": str(nprov)})
+        elif not have["ops_summary"]:
             missing.append({"config": md_escape(cfg), "why": "no rows in `ops_summary.csv` (measure failed or not run)",
                             "provenance records": str(nprov)})
         elif not all(have.values()):

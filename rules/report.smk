@@ -8,6 +8,7 @@ rule report:
         phase_totals="results/aggregate/phase_totals.csv",
         ops_repeats="results/aggregate/ops_repeats.csv",
         steps="results/aggregate/steps.csv",
+        failures="results/aggregate/failures.csv",
         provenance="results/aggregate/provenance.json",
         theory_ops="results/theory/ops.csv",
         pairs="results/theory/pairs.csv",

@@ -157,4 +157,4 @@ def test_a_failing_config_is_retried_then_recorded_and_the_report_still_renders(
     failures = (wf / "results/aggregate/failures.csv").read_text()
     assert "doomed" in failures and "t1" not in failures
     report = (wf / "report/all.md").read_text()
-    assert "doomed" in report
+    assert "doomed" in report and "measure failed (repeats 0, 1)" in report and "timed out" in report

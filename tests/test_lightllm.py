@@ -193,3 +193,22 @@ def test_closure_on_a_real_run():
     for phase, c in res["extra"]["closure"].items():
         assert c["closure"] >= 0.99, (phase, c)
     assert res["tokens"].shape == (4, 9)
+
+
+def test_profiler_trace_join_counts_driver_launched_kernels():
+    from opbreak.timing import kernel_sums_from_trace
+
+    ev = [
+        {"cat": "user_annotation", "name": "opbreak/phase/decode/3", "ts": 0, "dur": 100},
+        {"cat": "user_annotation", "name": "opbreak/op/attn_norm", "ts": 10, "dur": 10},
+        {"cat": "user_annotation", "name": "opbreak/op/ffn", "ts": 30, "dur": 20},
+        {"cat": "cuda_driver", "name": "cuLaunchKernelEx", "ts": 12, "args": {"correlation": 1}},  # Triton
+        {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 35, "args": {"correlation": 2}},
+        {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 60, "args": {"correlation": 3}},  # outside ops
+        {"cat": "kernel", "name": "_rms_norm_fwd_fused", "ts": 500, "dur": 1000, "args": {"correlation": 1}},
+        {"cat": "kernel", "name": "gemm", "ts": 1600, "dur": 3000, "args": {"correlation": 2}},
+        {"cat": "kernel", "name": "add", "ts": 4700, "dur": 500, "args": {"correlation": 3}},
+    ]
+    phase, ops = kernel_sums_from_trace({"traceEvents": ev})
+    assert phase == {3: 4.5}
+    assert ops == {3: {"attn_norm": 1.0, "ffn": 3.0}}
