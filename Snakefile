@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# A --configfile (e.g. config/studies/*.yaml) replaces the default instead of merging into it,
+# so a study never inherits the default's configs, models or defaults.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

@@ -75,16 +75,18 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     for col in ("t_compute", "t_memory", "t_link", "t_bound"):
         t[f"{col}_ms"] = t.pop(f"{col}_s") * 1e3
     t.insert(0, "config", spec["name"])
-    s = summary[summary["config"] == spec["name"]].set_index(["phase", "op"])
+    mine = summary[summary["config"] == spec["name"]]
+    is_modeled = mine["modeled"].astype(str).str.lower() == "true"
+    modeled_keys = set(zip(mine[is_modeled]["phase"], mine[is_modeled]["op"]))
+    s = mine[~is_modeled].set_index(["phase", "op"])["median_ms"]
     measured, modeled = [], []
     for _, r in t.iterrows():
         key = (r["phase"], r["op"])
-        row = s.loc[key] if key in s.index else None
-        if row is not None and bool(row["modeled"]):
+        if key in modeled_keys:
             measured.append(r["t_link_ms"])  # emulated TP: the collective's time is the model's
             modeled.append(True)
         else:
-            measured.append(float(row["median_ms"]) if row is not None else math.nan)
+            measured.append(float(s.loc[key]) if key in s.index else math.nan)
             modeled.append(False)
     t["measured_ms"] = measured
     t["modeled"] = modeled
@@ -173,7 +175,8 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
             continue
         msg = r["comm_bytes"] / calls
         terms = allreduce_terms(msg, n, bw, alpha).iloc[0]
-        rows.append(dict(base, kind="phase", phase=r["phase"], size_bytes=msg, measured_ms=r["measured_ms"] / calls,
+        measured = math.nan if r["modeled"] else r["measured_ms"] / calls  # emulated TP: nothing was measured
+        rows.append(dict(base, kind="phase", phase=r["phase"], size_bytes=msg, measured_ms=measured,
                          model_ms=terms["total_s"] * 1e3, t_latency_ms=terms["latency_s"] * 1e3,
                          t_bandwidth_ms=terms["bandwidth_s"] * 1e3))
     m = spec["model"]
@@ -188,20 +191,23 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
 
 
 def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1):
-    """Roofline time per decode step against the measured step latency (median over repeats)."""
+    """Roofline time per decode step against the measured step latency (median over repeats).
+
+    Both at the depth that ran (``num_layers``): step latencies of truncated runs are not
+    scaled (only per-op totals are), so the bound is computed for the truncated model too.
+    """
     s = steps[(steps["config"] == spec["name"]) & (steps["phase"] == "decode")]
     med = s.groupby("step")["e2e_ms"].median()
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
     rows = []
     for step in range(0, spec["output_len"], stride):
-        c = decode_step_costs(spec["model"], batch=spec["batch"], input_len=spec["input_len"], step=step,
+        c = decode_step_costs(dict(spec["model"], num_layers=spec["num_layers"]), batch=spec["batch"], input_len=spec["input_len"], step=step,
                               tp=spec["tp"], dtype_bytes=DTYPE_BYTES[spec["dtype"]])
         roof = roofline(c, hw, n_gpus=1)  # compute and memory terms; collectives are in allreduce.csv
-        scale = spec["model_layers"] / spec["num_layers"]
         measured = med.get(step, math.nan)
         rows.append(dict(config=spec["name"], step=step, context_len=spec["input_len"] + step + 1,
                          t_bound_ms=float(roof["t_bound_s"].sum() * 1e3), measured_ms=float(measured),
-                         layer_scale=scale))
+                         num_layers=spec["num_layers"], model_layers=spec["model_layers"]))
     return rows
 
 
