@@ -60,7 +60,7 @@ def test_hf_config_and_truncation(tmp_path):
 def test_bin_checkpoints_are_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"x")
-    with pytest.raises(SystemExit, match="only .bin"):
+    with pytest.raises(SystemExit, match="only pickled checkpoints .*pytorch_model.bin"):
         lb.check_weights_dir(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"x")
     assert lb.check_weights_dir(tmp_path) == ["model.safetensors"]

@@ -63,44 +63,10 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 # ---------------------------------------------------------------------------
 # weights
 # ---------------------------------------------------------------------------
-def layer_weight_specs(model: dict, i: int):
-    """(name, generator key, shape, std) of one layer, exactly as torch_llama.random_weights."""
-    h, inter = model["hidden_size"], model["intermediate_size"]
-    kvh = model["num_kv_heads"] * (h // model["num_heads"])
-    s = h**-0.5
-    p = f"model.layers.{i}."
-    out = [
-        (p + n + ".weight", p + n, shape, std)
-        for n, shape, std in (
-            ("self_attn.q_proj", (h, h), s),
-            ("self_attn.k_proj", (kvh, h), s),
-            ("self_attn.v_proj", (kvh, h), s),
-            ("self_attn.o_proj", (h, h), s),
-            ("mlp.gate_proj", (inter, h), s),
-            ("mlp.up_proj", (inter, h), s),
-            ("mlp.down_proj", (h, inter), inter**-0.5),
-        )
-    ]
-    return out
-
-
-def random_layer(model, seed, i, device, dtype):
-    """Full (unsharded) weights of layer i, bit-identical to torch_llama.random_weights on that device."""
-    h = model["hidden_size"]
-    w = {name: torch_llama.full_weight(seed, key, shape, device, dtype, std) for name, key, shape, std in layer_weight_specs(model, i)}
-    p = f"model.layers.{i}."
-    w[p + "input_layernorm.weight"] = 1.0 + torch_llama.full_weight(seed, p + "ln1", (h,), device, dtype, 0.1)
-    w[p + "post_attention_layernorm.weight"] = 1.0 + torch_llama.full_weight(seed, p + "ln2", (h,), device, dtype, 0.1)
-    return w
-
-
-def random_pre_post(model, seed, device, dtype):
-    h, v = model["hidden_size"], model["vocab_size"]
-    return {
-        "model.embed_tokens.weight": torch_llama.full_weight(seed, "embed", (v, h), device, dtype, 1.0),
-        "model.norm.weight": 1.0 + torch_llama.full_weight(seed, "norm", (h,), device, dtype, 0.1),
-        "lm_head.weight": torch_llama.full_weight(seed, "lm_head", (v, h), device, dtype, h**-0.5),
-    }
+# One definition of the random weights for every backend (bit-identical on one device).
+layer_weight_specs = torch_llama.layer_weight_specs
+random_layer = torch_llama.random_layer
+random_pre_post = torch_llama.random_pre_post
 
 
 def hf_config(model: dict, num_layers: int, max_len: int) -> dict:
@@ -120,17 +86,14 @@ def hf_config(model: dict, num_layers: int, max_len: int) -> dict:
     }
 
 
-def check_weights_dir(path) -> list[str]:
-    """Safetensors files of a local HF directory; refuses pickled .bin checkpoints."""
-    d = Path(path)
-    if not (d / "config.json").is_file():
-        raise SystemExit(f"weights: {path!r} has no config.json; give a local HF LLaMA directory")
-    st = sorted(p.name for p in d.iterdir() if p.name.endswith(".safetensors"))
-    if not st:
-        bins = [p.name for p in d.iterdir() if p.name.endswith(".bin")]
-        why = f"it holds only .bin files ({bins[:3]}), which are pickles and are refused" if bins else "no *.safetensors found"
-        raise SystemExit(f"weights: {path!r}: {why}; convert to safetensors or use random weights (weights: null)")
-    return st
+def check_weights_dir(path, model=None) -> list[str]:
+    """Safetensors files of a local HF directory (opbreak.weights: pickles refused, shapes checked)."""
+    from ..weights import WeightsError, check_weights_dir as check
+
+    try:
+        return check(path, model)
+    except WeightsError as e:
+        raise SystemExit(str(e)) from None
 
 
 def prepare_weight_dir(spec, workdir) -> str:
@@ -140,7 +103,7 @@ def prepare_weight_dir(spec, workdir) -> str:
     os.makedirs(workdir, exist_ok=True)
     if spec.get("weights"):
         src = Path(spec["weights"])
-        files = check_weights_dir(src)
+        files = check_weights_dir(src, model)
         cfg = json.loads((src / "config.json").read_text())
         cfg["num_hidden_layers"] = L
         for f in files + [n for n in ("model.safetensors.index.json",) if (src / n).exists()]:

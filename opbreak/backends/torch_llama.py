@@ -32,20 +32,15 @@ def full_weight(seed, name, shape, device, dtype, std):
     return w.to(dtype)
 
 
-def random_weights(model: dict, seed: int, device="cpu", dtype=torch.float32, num_layers=None):
-    """Full (unsharded) random weights under HF LLaMA names; std keeps activations O(1)."""
-    h, inter, v = model["hidden_size"], model["intermediate_size"], model["vocab_size"]
-    hd = h // model["num_heads"]
-    kvh = model["num_kv_heads"] * hd
+def layer_weight_specs(model: dict, i: int):
+    """(HF name, generator key, shape, std) of layer i's matrices; std keeps activations O(1)."""
+    h, inter = model["hidden_size"], model["intermediate_size"]
+    kvh = model["num_kv_heads"] * (h // model["num_heads"])
     s = h**-0.5
-    w = {
-        "model.embed_tokens.weight": full_weight(seed, "embed", (v, h), device, dtype, 1.0),
-        "model.norm.weight": 1.0 + full_weight(seed, "norm", (h,), device, dtype, 0.1),
-        "lm_head.weight": full_weight(seed, "lm_head", (v, h), device, dtype, s),
-    }
-    for i in range(num_layers or model["num_layers"]):
-        p = f"model.layers.{i}."
-        for name, shape, std in (
+    p = f"model.layers.{i}."
+    return [
+        (p + n + ".weight", p + n, shape, std)
+        for n, shape, std in (
             ("self_attn.q_proj", (h, h), s),
             ("self_attn.k_proj", (kvh, h), s),
             ("self_attn.v_proj", (kvh, h), s),
@@ -53,10 +48,35 @@ def random_weights(model: dict, seed: int, device="cpu", dtype=torch.float32, nu
             ("mlp.gate_proj", (inter, h), s),
             ("mlp.up_proj", (inter, h), s),
             ("mlp.down_proj", (h, inter), inter**-0.5),
-        ):
-            w[p + name + ".weight"] = full_weight(seed, p + name, shape, device, dtype, std)
-        w[p + "input_layernorm.weight"] = 1.0 + full_weight(seed, p + "ln1", (h,), device, dtype, 0.1)
-        w[p + "post_attention_layernorm.weight"] = 1.0 + full_weight(seed, p + "ln2", (h,), device, dtype, 0.1)
+        )
+    ]
+
+
+def random_layer(model, seed, i, device, dtype):
+    """Full (unsharded) weights of layer i; every backend draws them here, so they agree."""
+    h = model["hidden_size"]
+    w = {name: full_weight(seed, key, shape, device, dtype, std) for name, key, shape, std in layer_weight_specs(model, i)}
+    p = f"model.layers.{i}."
+    w[p + "input_layernorm.weight"] = 1.0 + full_weight(seed, p + "ln1", (h,), device, dtype, 0.1)
+    w[p + "post_attention_layernorm.weight"] = 1.0 + full_weight(seed, p + "ln2", (h,), device, dtype, 0.1)
+    return w
+
+
+def random_pre_post(model, seed, device, dtype):
+    """Embedding, final norm and lm_head (untied), under HF names."""
+    h, v = model["hidden_size"], model["vocab_size"]
+    return {
+        "model.embed_tokens.weight": full_weight(seed, "embed", (v, h), device, dtype, 1.0),
+        "model.norm.weight": 1.0 + full_weight(seed, "norm", (h,), device, dtype, 0.1),
+        "lm_head.weight": full_weight(seed, "lm_head", (v, h), device, dtype, h**-0.5),
+    }
+
+
+def random_weights(model: dict, seed: int, device="cpu", dtype=torch.float32, num_layers=None):
+    """Full (unsharded) seeded random weights under HF LLaMA names."""
+    w = random_pre_post(model, seed, device, dtype)
+    for i in range(num_layers or model["num_layers"]):
+        w.update(random_layer(model, seed, i, device, dtype))
     return w
 
 
