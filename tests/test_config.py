@@ -2,6 +2,7 @@
 
 import pytest
 
+from conftest import ROOT
 from opbreak.config import check, memory_estimate_gib, merged, resolve
 
 CATALOG = {"gpus": {"H100-SXM": {"mem_GiB": 79.6}, "A40": {"mem_GiB": 44.5}}}
@@ -99,3 +100,41 @@ def test_resolve_drops_scheduling_fields(tiny_config):
     spec = resolve(tiny_config, "t1")
     assert "slurm" not in spec and "repeats" not in spec
     assert spec["model"]["hidden_size"] == 64 and spec["device"] == "cpu" and spec["num_layers"] == 2
+
+
+STUDIES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "config/studies").glob("*.yaml")) + ["config/config.yaml"]
+
+
+@pytest.mark.parametrize("path", STUDIES)
+def test_shipped_studies_are_valid(path):
+    import yaml
+    from snakemake.utils import validate
+
+    from opbreak.hardware import load_catalog
+
+    cfg = yaml.safe_load((ROOT / path).read_text())
+    validate(cfg, str(ROOT / "config/schema/config.schema.yaml"))
+    assert check(cfg, root=ROOT, catalog=load_catalog(ROOT / "config/hardware.yaml")) == []
+
+
+def test_schema_rejects_wrong_types(tiny_config):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    tiny_config["configs"][0]["timing"] = "stopwatch"
+    with pytest.raises(WorkflowError, match="stopwatch"):
+        validate(tiny_config, str(ROOT / "config/schema/config.schema.yaml"))
+
+
+def test_snakemake_refuses_a_bad_config_before_any_job(workflow_copy, tiny_config):
+    import yaml
+
+    from conftest import snakemake
+
+    tiny_config["configs"][1]["tp"] = 3
+    (workflow_copy / "config/config.yaml").write_text(yaml.safe_dump(tiny_config))
+    p = snakemake(workflow_copy, "report/all.md", check=False)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert "invalid config (nothing was run)" in out and "configs[1] ('t2').tp: 3 does not divide num_heads 4" in out
+    assert not (workflow_copy / "results").exists()
