@@ -113,3 +113,9 @@ def test_provenance_is_recorded(ran):
     for key in ("host", "devices", "versions", "spec", "started", "finished"):
         assert prov[key], key
     assert prov["spec"]["tp"] == 2 and prov["versions"]["torch"]
+
+
+def test_snakemake_html_report_collects_the_figures(ran):
+    snakemake(ran, "--report", "report.html")
+    html = (ran / "report.html").read_text(errors="replace")
+    assert "pie_t1.png" in html and "Operator breakdown" in html
