@@ -53,7 +53,7 @@ def test_decode_allreduce_grows_from_4_to_8():
         / (1.5 * 20 * 1024 * 8192 * 2 / 300e9 + 6 * 8e-6))
 
 
-SWEEP_SIZES = [64 * 1024 * 2**i for i in range(6)]  # 64 KiB .. 2 MiB
+SWEEP_SIZES = [64 * 1024 * 2**i for i in range(5)]  # 64 KiB .. 1 MiB: one CPU cache regime
 
 
 def test_fit_reproduces_real_gloo_sweep():
@@ -68,13 +68,13 @@ def test_fit_reproduces_real_gloo_sweep():
     """
     errors = []
     for _ in range(4):
-        df = allreduce_sweep(SWEEP_SIZES, 2)
+        df = allreduce_sweep(SWEEP_SIZES, 2, iters=200, rounds=20)  # 200 calls a size: a stable p10
         assert list(df.columns[:4]) == ["size_bytes", "time_s", "algbw_GBps", "busbw_GBps"]
         np.testing.assert_allclose(df["algbw_GBps"], df["size_bytes"] / df["time_s"] / 1e9)
         np.testing.assert_allclose(df["busbw_GBps"], df["algbw_GBps"])  # 2(n-1)/n = 1
         assert (df["time_min_s"] <= df["time_p10_s"]).all()
         assert (df["time_p10_s"] <= df["time_s"]).all()
-        assert (df["calls"] >= 40).all()
+        assert (df["calls"] >= 200).all()
         t = df["time_p10_s"].to_numpy()
         a, b = fit_alpha_beta(df["size_bytes"], t, 2)
         rel = ring_allreduce_time(df["size_bytes"].to_numpy(), 2, b, a) / t - 1
