@@ -85,10 +85,9 @@ def test_fit_reproduces_real_gloo_sweep():
     pytest.fail(f"alpha-beta fit misses a measured size by >10% in every attempt: {errors}")
 
 
-def test_sweep_is_fast_for_eight_sizes():
-    import time
-
-    t0 = time.perf_counter()
-    df = allreduce_sweep([1024 * 4**i for i in range(7)] + [8 << 20], 2)
-    assert time.perf_counter() - t0 < 20
-    assert len(df) == 8 and (df["time_s"] > 0).all()
+def test_sweep_covers_every_size_nccl_tests_style():
+    sizes = [1024 * 4**i for i in range(7)] + [8 << 20]
+    df = allreduce_sweep(sizes, 2)
+    assert df["size_bytes"].tolist() == sizes and (df["time_s"] > 0).all()
+    # larger messages never get cheaper per call
+    assert df["time_p10_s"].iloc[-1] > df["time_p10_s"].iloc[0]

@@ -111,11 +111,7 @@ def test_cpu_ceilings_must_not_be_typed(tmp_path):
 
 
 def test_measure_cpu_ceilings(cat):
-    import time
-
-    t0 = time.perf_counter()
     c = measure_cpu_ceilings()
-    assert time.perf_counter() - t0 < 5
     assert 1e-3 < c["peak_tflops"] < 100 and 0.5 < c["mem_bw_GBps"] < 5000
     e = cpu_entry(cat, c)
     assert e["peak_tflops"] == c["peak_tflops"] and e["measured"] is True
