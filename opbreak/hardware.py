@@ -178,6 +178,32 @@ def link_between(
     }
 
 
+def topology_from_nvidia_smi(text: str, gpu_ids: Sequence[int]) -> str | None:
+    """'nvlink' if every hop of the ring over ``gpu_ids`` is NV# in ``nvidia-smi topo -m``, 'pcie' if
+    any hop is PIX/PXB/PHB/NODE/SYS, None if the matrix does not cover those GPUs (then the catalog decides)."""
+    if not text or len(gpu_ids) < 2:
+        return None
+    rows = {}
+    header = None
+    for line in text.splitlines():
+        cells = line.split()
+        if not cells:
+            continue
+        if header is None and cells[0].startswith("GPU"):
+            header = [c for c in cells if c.startswith("GPU")]
+            continue
+        if header and cells[0].startswith("GPU") and len(cells) > len(header):
+            rows[cells[0]] = dict(zip(header, cells[1 : len(header) + 1]))
+    hops = [(gpu_ids[i], gpu_ids[(i + 1) % len(gpu_ids)]) for i in range(len(gpu_ids))]
+    kinds = []
+    for a, b in hops:
+        cell = rows.get(f"GPU{a}", {}).get(f"GPU{b}")
+        if cell is None:
+            return None
+        kinds.append("nvlink" if cell.startswith("NV") else "pcie")
+    return "pcie" if "pcie" in kinds else "nvlink"
+
+
 def measure_cpu_ceilings(
     dtype=None, *, matmul_n: int = 1024, copy_mib: int = 64, runs: int = 5
 ) -> dict:

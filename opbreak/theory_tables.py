@@ -15,7 +15,7 @@ import pandas as pd
 
 from .collectives import allreduce_terms, fit_alpha_beta, tp_scaling_explainer
 from .config import DTYPE_BYTES
-from .hardware import link_between
+from .hardware import link_between, topology_from_nvidia_smi
 from .ops import COLLECTIVE_OPS, PHASES
 from .stats import ratio_ci
 from .theory import decode_step_costs, op_costs, roofline, vanilla_gpt_flops
@@ -42,8 +42,15 @@ def ceilings_for(spec, catalog, provenance):
     return dict(peak_tflops=float(peak), mem_bw_GBps=float(hw["mem_bw_GBps"]), source="datasheet")
 
 
-def link_for(spec, catalog, sweep: pd.DataFrame | None):
-    """All-reduce (alpha, B): fitted to this config's measured sweep, else from the catalog."""
+def _physical_ids(prov, spec):
+    """GPU ids as nvidia-smi numbers them: the job's CUDA_VISIBLE_DEVICES (set by preflight)."""
+    cvd = ((prov.get("env") or {}).get("CUDA_VISIBLE_DEVICES") or "").split(",")
+    return [int(x) for x in cvd] if cvd and all(x.strip().isdigit() for x in cvd) else spec["gpu_ids"]
+
+
+def link_for(spec, catalog, sweep: pd.DataFrame | None, provenance=()):
+    """All-reduce (alpha, B): fitted to this config's measured sweep, else from the catalog
+    (topology as the config states it; ``auto`` reads the recorded ``nvidia-smi topo -m``)."""
     n = spec["tp"]
     if n < 2:
         return None
@@ -54,14 +61,20 @@ def link_for(spec, catalog, sweep: pd.DataFrame | None):
         return dict(alpha_s=alpha, bw_bytes_per_s=bw, source="fit")
     if spec["gpu"] == "cpu":
         return None
-    link = link_between(catalog, spec["gpu"], spec.get("topology", "auto"), n)
+    topology = spec.get("topology", "auto")
+    if topology == "auto" and not spec["emulate_tp"]:
+        seen = {topology_from_nvidia_smi(p.get("topology") or "", _physical_ids(p, spec))
+                for p in provenance if p.get("config") == spec["name"]} - {None}
+        if len(seen) == 1:
+            topology = seen.pop()
+    link = link_between(catalog, spec["gpu"], topology, n)
     return dict(alpha_s=link["alpha_s"], bw_bytes_per_s=link["bw_bytes_per_s"], source="catalog")
 
 
 def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     """Per (phase, op): costs, roofline and measured efficiency for one config."""
     ceil = ceilings_for(spec, catalog, provenance)
-    link = link_for(spec, catalog, sweep)
+    link = link_for(spec, catalog, sweep, provenance)
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
     parts = []
     for phase in PHASES:

@@ -116,3 +116,21 @@ def test_measure_cpu_ceilings(cat):
     e = cpu_entry(cat, c)
     assert e["peak_tflops"] == c["peak_tflops"] and e["measured"] is True
     assert math.isfinite(e["mem_bw_GBps"])
+
+
+TOPO_A40 = """\tGPU0\tGPU1\tGPU2\tGPU3\tCPU Affinity\tNUMA Affinity
+GPU0\t X \tNV4\tPXB\tSYS\t0-31\t0
+GPU1\tNV4\t X \tSYS\tPXB\t0-31\t0
+GPU2\tPXB\tSYS\t X \tNV4\t32-63\t1
+GPU3\tSYS\tPXB\tNV4\t X \t32-63\t1
+"""
+
+
+def test_topology_read_from_nvidia_smi_topo():
+    from opbreak.hardware import topology_from_nvidia_smi
+
+    assert topology_from_nvidia_smi(TOPO_A40, [0, 1]) == "nvlink"  # the bridged pair
+    assert topology_from_nvidia_smi(TOPO_A40, [0, 2]) == "pcie"
+    assert topology_from_nvidia_smi(TOPO_A40, [0, 1, 2, 3]) == "pcie"  # the ring crosses PCIe
+    assert topology_from_nvidia_smi(TOPO_A40, [0, 5]) is None  # not in the matrix: catalog decides
+    assert topology_from_nvidia_smi("", [0, 1]) is None
