@@ -372,7 +372,8 @@ def generate_conclusions(t: dict, configs, pairs_decl, trace: Trace) -> list[Sen
             r = q.iloc[0]
             k = KEYS["allreduce"]
             size = trace.cite("allreduce", r, k, "size_bytes", "int")
-            meas = trace.cite("allreduce", r, k, "measured_ms", "ms")
+            measured = np.isfinite(float(r["measured_ms"]))
+            meas = trace.cite("allreduce", r, k, "measured_ms", "ms") if measured else None
             model = trace.cite("allreduce", r, k, "model_ms", "ms")
             lat = trace.cite("allreduce", r, k, "t_latency_ms", "ms")
             bw = trace.cite("allreduce", r, k, "t_bandwidth_ms", "ms")
@@ -382,8 +383,10 @@ def generate_conclusions(t: dict, configs, pairs_decl, trace: Trace) -> list[Sen
             else:
                 why = "**bandwidth-bound**: a faster link shortens it roughly in proportion"
             out.append(trace.sentence(
-                f"On {_c(cfg)}, a {phase} `all_reduce` of {size} bytes takes {meas} measured vs {model} in the "
-                f"ring model, whose latency term is {lat} and bandwidth term {bw}: it is {why}.", topic="allreduce"))
+                f"On {_c(cfg)}, a {phase} `all_reduce` of {size} bytes "
+                + (f"takes {meas} measured vs {model} in the ring model" if measured else
+                   f"is modeled, not measured (emulated TP): {model} in the ring model")
+                + f", whose latency term is {lat} and bandwidth term {bw}: it is {why}.", topic="allreduce"))
             sc = ar[(ar["config"] == cfg) & (ar["kind"] == "tp_scaling") & (ar["phase"] == phase)
                     & np.isfinite(ar["model_ms"].astype(float))].sort_values("n")
             if len(sc) >= 2:
