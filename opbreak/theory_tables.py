@@ -108,6 +108,8 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
         t["achieved_tflops"] = t["flops"] / sec / 1e12
         t["achieved_GBps"] = t["bytes"] / sec / 1e9
         t["efficiency"] = t["t_bound_ms"] / t["measured_ms"]
+    # a modeled time is the roofline's own: an efficiency of it would be a tautology
+    t.loc[t["modeled"], ["achieved_tflops", "achieved_GBps", "efficiency"]] = math.nan
     t["peak_tflops"] = ceil["peak_tflops"]
     t["mem_bw_GBps"] = ceil["mem_bw_GBps"]
     t["link_GBps"] = link["bw_bytes_per_s"] / 1e9 if link else math.nan
