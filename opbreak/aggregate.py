@@ -15,9 +15,6 @@ import pandas as pd
 from .ops import LAYER_OPS, OPS
 from .stats import summarize_groups
 
-VOLATILE_SPEC_KEYS = ()
-
-
 class ProvenanceError(ValueError):
     pass
 
@@ -25,7 +22,7 @@ class ProvenanceError(ValueError):
 def check_provenance(prov: dict, spec: dict, path: str):
     """Reject a result whose recorded spec is not the config it is filed under."""
     recorded = prov.get("spec", {})
-    diffs = [k for k in sorted(set(spec) | set(recorded)) if k not in VOLATILE_SPEC_KEYS and recorded.get(k) != spec.get(k)]
+    diffs = [k for k in sorted(set(spec) | set(recorded)) if recorded.get(k) != spec.get(k)]
     if prov.get("config") != spec["name"] or diffs:
         shown = ", ".join(f"{k}: recorded {recorded.get(k)!r} vs config {spec.get(k)!r}" for k in diffs[:5])
         raise ProvenanceError(

@@ -225,9 +225,3 @@ def prepend_pythonpath(path):
 
     parts = [str(path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(path)]
     os.environ["PYTHONPATH"] = os.pathsep.join(parts)
-
-
-def validate_or_raise(config, root=".", catalog=None):
-    errs = check(config, root, catalog)
-    if errs:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errs))

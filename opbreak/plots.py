@@ -364,6 +364,29 @@ def phase_totals(phase_summary: pd.DataFrame, phase_totals_df: pd.DataFrame, con
     _save(fig, path)
 
 
+def _op_grid(d: pd.DataFrame, configs, value: str, extra: str):
+    """Op x "config phase" grids of ``value`` and ``extra``, ops in vocabulary order, columns in config order."""
+    order = {c: i for i, c in enumerate(configs)}
+    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + " " + d["phase"],
+                 _o=d["config"].map(lambda c: order.get(c, 999)) * 10 + d["phase"].map(lambda p: PHASES.index(p) if p in PHASES else 9))
+    cols = list(dict.fromkeys(d.sort_values("_o")["col"]))
+    piv = d.pivot_table(index="op", columns="col", values=value, aggfunc="first")
+    piv = piv.reindex(index=_op_order(piv.index), columns=cols)
+    other = d.pivot_table(index="op", columns="col", values=extra, aggfunc="first").reindex(index=piv.index, columns=cols)
+    return piv, other, cols
+
+
+def _style_op_grid(ax, title):
+    """Op labels in their figure colours, rotated column labels, the title."""
+    for t in ax.get_yticklabels():
+        t.set_color(op_color(t.get_text()) if t.get_text() not in ("host_gap", "unattributed") else "#333333")
+        t.set_fontweight("bold")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
+
+
 # --------------------------------------------------------------------------- stability
 def stability_cv(ops_summary: pd.DataFrame, unstable_cv: float, path, configs=None):
     """Heatmap of CV (%) per op (rows) and config/phase (columns); * marks unstable."""
@@ -373,27 +396,14 @@ def stability_cv(ops_summary: pd.DataFrame, unstable_cv: float, path, configs=No
         _no_data(ax, "no repeat statistics (need >= 2 repeats)")
         _save(fig, path)
         return
-    order = {c: i for i, c in enumerate(configs or sorted(d["config"].unique()))}
-    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + " " + d["phase"],
-                 _o=d["config"].map(lambda c: order.get(c, 999)) * 10 + d["phase"].map(lambda p: PHASES.index(p) if p in PHASES else 9))
-    piv = d.pivot_table(index="op", columns="col", values="cv", aggfunc="first")
-    flag = d.pivot_table(index="op", columns="col", values="unstable", aggfunc="first")
-    cols = list(dict.fromkeys(d.sort_values("_o")["col"]))
-    piv = piv.reindex(index=_op_order(piv.index), columns=cols)
-    flag = flag.reindex(index=piv.index, columns=cols)
+    piv, flag, cols = _op_grid(d, configs or sorted(d["config"].unique()), "cv", "unstable")
     annot = piv.map(lambda v: "" if not np.isfinite(v) else f"{100 * v:.0f}")
     annot = annot.where(~flag.fillna(False).astype(bool), annot + "*")
     fig, ax = plt.subplots(figsize=(1.6 + 0.78 * len(cols), 1.2 + 0.36 * len(piv)))
     sns.heatmap(100 * piv, annot=annot, fmt="", cmap="rocket_r", vmin=0, vmax=max(4 * 100 * unstable_cv, 1),
                 cbar_kws={"label": "CV across repeats [%]"}, linewidths=0.5, linecolor="white", ax=ax,
                 annot_kws={"fontsize": 8})
-    for t in ax.get_yticklabels():
-        t.set_color(op_color(t.get_text()) if t.get_text() not in ("host_gap", "unattributed") else "#333333")
-        t.set_fontweight("bold")
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.set_title(f"Repeat-to-repeat CV per op [%]  (* = unstable: CV > {100 * unstable_cv:.0f}%)")
-    plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
+    _style_op_grid(ax, f"Repeat-to-repeat CV per op [%]  (* = unstable: CV > {100 * unstable_cv:.0f}%)")
     _save(fig, path)
 
 
@@ -512,14 +522,7 @@ def efficiency(theory_ops: pd.DataFrame, configs, path):
         _no_data(ax, "no efficiency rows")
         _save(fig, path)
         return
-    order = {c: i for i, c in enumerate(configs)}
-    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + " " + d["phase"],
-                 _o=d["config"].map(lambda c: order.get(c, 99)) * 10 + d["phase"].map(lambda p: PHASES.index(p) if p in PHASES else 9))
-    cols = list(dict.fromkeys(d.sort_values("_o")["col"]))
-    piv = d.pivot_table(index="op", columns="col", values="efficiency", aggfunc="first")
-    bound = d.pivot_table(index="op", columns="col", values="bound", aggfunc="first")
-    piv = piv.reindex(index=_op_order(piv.index), columns=cols)
-    bound = bound.reindex(index=piv.index, columns=cols)
+    piv, bound, cols = _op_grid(d, configs, "efficiency", "bound")
     ab = {"compute": "C", "memory": "M", "link": "L"}
     annot = pd.DataFrame("", index=piv.index, columns=cols)
     for i in piv.index:
@@ -531,13 +534,7 @@ def efficiency(theory_ops: pd.DataFrame, configs, path):
     sns.heatmap(100 * piv.clip(upper=1.0), annot=annot, fmt="", cmap="viridis", vmin=0, vmax=100, ax=ax,
                 cbar_kws={"label": "efficiency = roofline time / measured [%]"}, linewidths=0.5,
                 linecolor="white", annot_kws={"fontsize": 7})
-    for t in ax.get_yticklabels():
-        t.set_color(op_color(t.get_text()) if t.get_text() not in ("host_gap", "unattributed") else "#333333")
-        t.set_fontweight("bold")
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.set_title("Roofline efficiency per op [%]  (letter: bound resource C=compute, M=memory, L=link)")
-    plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
+    _style_op_grid(ax, "Roofline efficiency per op [%]  (letter: bound resource C=compute, M=memory, L=link)")
     _save(fig, path)
 
 

@@ -392,19 +392,22 @@ def resource_ratio(a: float, b: float) -> float:
     return float(a) / float(b)
 
 
-def theoretical_ratio(op_row_a: Mapping, op_row_b: Mapping, hw_a=None, hw_b=None) -> dict:
+def theoretical_ratio(op_row_a: Mapping, op_row_b: Mapping, hw_a=None, hw_b=None, time_col="t_bound_s") -> dict:
     """Theoretical speedup of config A over config B for one op (speedup = time_B / time_A).
 
     Returns ``roofline_speedup`` = t_bound_B / t_bound_A (accounts for different GPU
     counts, per-rank work and latency terms) and ``resource_speedup`` = resource_A /
     resource_B for the resource that bounds A's op (e.g. 312/149.7 for compute A100
     over A40, 600/112.5 for NVLink A100 over A40 bridge). Rows come from
-    :func:`roofline`. hw_a/hw_b are accepted for signature symmetry and unused.
+    :func:`roofline`. hw_a/hw_b are accepted for signature symmetry and unused. ``time_col``
+    names the bound-time column (any unit: only the ratio is used). An op A does not run
+    (bound "none") has no resource ratio.
     """
     bound = str(op_row_a["bound"])
-    col = _RESOURCE_COL[bound]
-    ra, rb = float(op_row_a[col]), float(op_row_b[col])
-    ta, tb = float(op_row_a["t_bound_s"]), float(op_row_b["t_bound_s"])
+    col = _RESOURCE_COL.get(bound)
+    ra = float(op_row_a[col]) if col else np.nan
+    rb = float(op_row_b[col]) if col else np.nan
+    ta, tb = float(op_row_a[time_col]), float(op_row_b[time_col])
     return {
         "bound": bound,
         "roofline_speedup": tb / ta if ta > 0 else np.nan,

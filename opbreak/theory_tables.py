@@ -18,7 +18,7 @@ from .config import DTYPE_BYTES
 from .hardware import link_between, topology_from_nvidia_smi
 from .ops import COLLECTIVE_OPS, PHASES
 from .stats import ratio_ci
-from .theory import decode_step_costs, op_costs, roofline, vanilla_gpt_flops
+from .theory import decode_step_costs, op_costs, roofline, theoretical_ratio, vanilla_gpt_flops
 
 
 def ceilings_for(spec, catalog, provenance):
@@ -117,7 +117,8 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     t["link_source"] = link["source"] if link else "none"
     keep = ["config", "phase", "op", "flops", "bytes", "comm_bytes", "calls_theory", "intensity", "t_compute_ms",
             "t_memory_ms", "t_link_ms", "t_bound_ms", "bound", "measured_ms", "modeled", "achieved_tflops",
-            "achieved_GBps", "efficiency", "peak_tflops", "mem_bw_GBps", "link_GBps", "ceiling_source", "link_source"]
+            "achieved_GBps", "efficiency", "peak_tflops", "mem_bw_GBps", "link_GBps", "ceiling_source", "link_source",
+            "peak_flops_per_s", "mem_bw_bytes_per_s", "link_bw_bytes_per_s"]  # the latter: theoretical_ratio
     return t[keep], ceil, link
 
 
@@ -146,10 +147,8 @@ def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag
             if len(xa) == 0 or len(xb) == 0 or np.median(xa) <= 0:
                 continue
             sp, lo, hi = ratio_ci(xa, xb)
-        bound = ra["bound"]
-        res = {"compute": ("peak_tflops", 1), "memory": ("mem_bw_GBps", 1), "link": ("link_GBps", 1)}.get(bound)
-        resource = ra[res[0]] / rb[res[0]] if res and rb[res[0]] else math.nan
-        theo = rb["t_bound_ms"] / ra["t_bound_ms"] if ra["t_bound_ms"] > 0 else math.nan
+        ratio = theoretical_ratio(ra, rb, time_col="t_bound_ms")
+        bound, resource, theo = ratio["bound"], ratio["resource_speedup"], ratio["roofline_speedup"]
         mot = sp / theo if theo and np.isfinite(theo) else math.nan
         rows.append(dict(label=label, a=a, b=b, phase=phase, op=op, time_a_ms=ra["measured_ms"],
                          time_b_ms=rb["measured_ms"], speedup=sp, speedup_lo=lo, speedup_hi=hi, bound=bound,
