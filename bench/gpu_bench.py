@@ -100,7 +100,7 @@ def main():
     init()
     lb.patch_collectives_for_emulation()
     res = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-               lightllm=lb._lightllm_version())
+               lightllm=lb.lightllm_version())
     try:
         import triton
 

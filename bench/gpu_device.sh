@@ -1,28 +1,34 @@
 #!/bin/bash
-# Stages run on the device machine from the repo root:  bash bench/gpu_device.sh STAGE...
-# Stages: info test smoke benchq bench study oom. Results land in $OUT (tarred).
+# Stages run on a GPU host from the repo root:  bash bench/gpu_device.sh STAGE...
+# Wheels in .whl/ (lightllm, rpyc, plumbum, pyzmq, snakemake and its dependencies; README "On GPUs")
+# are installed into /tmp/site first. GPU studies run through snakemake, as a user runs them.
+# Stages: info test smoke2 studyA studyB report. Results land in $OUT as tarballs.
 set -o pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/opbreak-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
+export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
+command -v python >/dev/null || ln -sf "$(command -v python3)" /usr/local/bin/python
+SMK="python3 -m snakemake --profile profiles/local --cores 1 --resources gpu=$(nvidia-smi -L | wc -l)"
+STUDY=config/studies/two-gpu.yaml
+A="h100-llama7b-tp2-nvlink h100-llama7b-tp2-nop2p h100-llama7b-tp1"
+targets() { for c in "$@"; do for r in 0 1; do echo results/measure/$c/rep$r/ops.csv; done; done; }
 for stage in "$@"; do
   echo "=== stage $stage $(date -u +%FT%TZ)"
   case $stage in
     info) nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv
-          python3 -c "import torch,triton,lightllm,sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__)";;
-    test) python3 -m pytest -q -x tests/test_lightllm.py 2>&1 | tail -15;;
-    smoke) python3 bench/gpu_run_study.py bench/gpu_smoke.yaml --results results_smoke
-           for f in results_smoke/logs/*.log; do echo "--- $f"; tail -4 "$f"; done
-           ls -la results_smoke/measure/*/rep0/;;
-    benchq) python3 bench/gpu_bench.py --out "$OUT/benchq" --quick;;
-    bench) python3 bench/gpu_bench.py --out "$OUT/bench";;
-    study) python3 bench/gpu_run_study.py config/studies/single-gpu.yaml --results results;;
-    oom) python3 bench/gpu_run_study.py config/studies/single-gpu.yaml --results results_oom --repeats 1 \
-           --only oom-7b-bs4096 h100-70b-etp8 \
-           --extra '[{name: oom-7b-bs4096, gpu: H100-SXM, model: llama2-7b, tp: 1, batch: 4096, output_len: 8}]'
-         for f in results_oom/logs/*.log; do echo "--- $f"; tail -3 "$f"; done;;
+          nvidia-smi topo -m; lscpu | grep -E "Model name|^CPU\(s\)"; uptime
+          python3 -c "import torch,triton,lightllm,snakemake,sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__, snakemake.__version__)";;
+    test) python3 -m pytest -q -x tests/test_lightllm.py 2>&1 | tail -8;;
+    smoke2) $SMK report/all.md --configfile bench/gpu_smoke2.yaml 2>&1 | tail -15
+            for f in logs/measure/*/rep0.log logs/sweep/*.log; do echo "--- $f"; tail -3 "$f"; done
+            for c in results/measure/s-*/rep0; do echo "--- $c"; wc -l $c/*.csv | head -4; done
+            grep -h "nccl_used" -A3 results/measure/s-tp2*/rep0/provenance.json | head -12
+            tar czf "$OUT/smoke2.tgz" results logs report;;
+    studyA) $SMK $(targets $A) --configfile $STUDY 2>&1 | tail -8
+            tar czf "$OUT/studyA.tgz" results/measure results/specs logs .snakemake/metadata;;
+    studyB) $SMK report/all.md --configfile $STUDY 2>&1 | tail -12
+            tar czf "$OUT/studyB.tgz" results logs report .snakemake/metadata;;
   esac
-  tar czf "$OUT/results.tgz" results* 2>/dev/null
 done
 ls -la "$OUT"

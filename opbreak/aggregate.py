@@ -12,6 +12,7 @@ import json
 
 import pandas as pd
 
+from .config import DEFAULTS
 from .ops import LAYER_OPS, OPS
 from .stats import summarize_groups
 
@@ -22,7 +23,8 @@ class ProvenanceError(ValueError):
 def check_provenance(prov: dict, spec: dict, path: str):
     """Reject a result whose recorded spec is not the config it is filed under."""
     recorded = prov.get("spec", {})
-    diffs = [k for k in sorted(set(spec) | set(recorded)) if recorded.get(k) != spec.get(k)]
+    # a field added after the recording counts as recorded at its default
+    diffs = [k for k in sorted(set(spec) | set(recorded)) if recorded.get(k, DEFAULTS.get(k)) != spec.get(k)]
     if prov.get("config") != spec["name"] or diffs:
         shown = ", ".join(f"{k}: recorded {recorded.get(k)!r} vs config {spec.get(k)!r}" for k in diffs[:5])
         raise ProvenanceError(

@@ -138,11 +138,15 @@ def _free_port() -> int:
 
 def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, backend,
                   device, timeout_s, out_path):
-    """One rank of the sweep: times each all_reduce call individually.
+    """One rank of the sweep, timed the way nccl-tests times it.
 
-    Sizes are interleaved over ``rounds`` rounds (each round: one untimed call, then
-    iters/rounds timed calls per size) so bursts of host noise spread over all sizes
-    instead of spoiling one.
+    Per size and round: ``warmup`` untimed calls, a barrier, then ``iters``
+    back-to-back calls between two host clock reads, the second after a stream
+    synchronize; the round's time per call is that interval / iters. Rounds are
+    interleaved over sizes, so a burst of host noise spoils one round of every size
+    rather than one size. Then ``iters`` calls each synchronized on its own give the
+    per-call spread (launch and sync overhead included: not what the fit uses).
+    A round's or call's time is the slowest rank's (the collective ends on all ranks).
     """
     import torch
     import torch.distributed as dist
@@ -150,52 +154,29 @@ def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, back
     torch.set_num_threads(1)
     if backend == "gloo":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        backend,
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=timeout_s),
-    )
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s))
     try:
         if device == "cuda":
             torch.cuda.set_device(rank)
-            dev = torch.device("cuda", rank)
-            sync = torch.cuda.synchronize
-        else:
-            dev = torch.device("cpu")
-
-            def sync():
-                return None
-
+        dev = torch.device("cuda", rank) if device == "cuda" else torch.device("cpu")
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         bufs = [torch.ones(max(1, int(s) // 4), dtype=torch.float32, device=dev) for s in sizes]
-        per_round = max(1, -(-iters // rounds))
-        pooled = [[] for _ in sizes]
+        batch = [[] for _ in sizes]
+        per_call = [[] for _ in sizes]
         for _ in range(repeats):
-            # a fresh group = fresh connections: a connection stuck in a slow mode
-            # (seen on loaded virtual hosts) spoils one repeat, not the result
-            group = dist.new_group(backend=backend)
-            for x in bufs:
-                for _ in range(warmup):
-                    dist.all_reduce(x, group=group)
-            sync()
-            times = [[] for _ in sizes]
+            group = dist.new_group(backend=backend)  # fresh connections each repeat
             for _ in range(rounds):
                 for j, x in enumerate(bufs):
-                    dist.all_reduce(x, group=group)  # untimed: re-warm after previous size
+                    batch[j].append(_timed_batch(dist, group, x, iters, warmup, sync))
+            for j, x in enumerate(bufs):
+                for _ in range(iters):
+                    t0 = time.perf_counter()
+                    dist.all_reduce(x, group=group)
                     sync()
-                    for _ in range(per_round):
-                        t0 = time.perf_counter()
-                        dist.all_reduce(x, group=group)
-                        sync()
-                        times[j].append(time.perf_counter() - t0)
-            # the slowest rank defines each call's time (the collective ends on all ranks)
-            t = torch.tensor(times, dtype=torch.float64, device=dev)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
-            for j, row in enumerate(t.cpu().numpy().tolist()):
-                pooled[j].extend(row)
+                    per_call[j].append(time.perf_counter() - t0)
             dist.destroy_process_group(group)
-        results = pooled
+        results = [_slowest(dist, v, dev) for v in (batch, per_call)]
         if rank == 0:
             with open(out_path, "w") as f:
                 json.dump(results, f)
@@ -203,29 +184,47 @@ def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, back
         dist.destroy_process_group()
 
 
+def _timed_batch(dist, group, x, iters, warmup, sync):
+    for _ in range(warmup):
+        dist.all_reduce(x, group=group)
+    sync()
+    dist.barrier(group=group)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        dist.all_reduce(x, group=group)
+    sync()
+    return (time.perf_counter() - t0) / iters
+
+
+def _slowest(dist, rows, dev):
+    """Element-wise max over ranks of a list of equal-length lists."""
+    import torch
+
+    t = torch.tensor(rows, dtype=torch.float64, device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.cpu().numpy().tolist()
+
+
 def allreduce_sweep(
     sizes_bytes,
     world_size: int,
     backend: str = "gloo",
     device: str = "cpu",
-    iters: int = 40,
-    warmup: int = 3,
+    iters: int = 20,
+    warmup: int = 5,
     rounds: int = 8,
     repeats: int = 1,
     timeout_s: float = 60.0,
 ) -> pd.DataFrame:
-    """Measure all_reduce of float32 buffers over ``world_size`` spawned processes.
+    """All-reduce of float32 buffers over ``world_size`` spawned processes, nccl-tests style.
 
-    Per repeat (a fresh process group each): ``warmup`` untimed calls per size, then
-    ``iters`` individually timed calls per size, interleaved over ``rounds`` rounds;
-    a call's time is the slowest rank's. time_s = median over all timed calls (not
-    nccl-tests' mean: loaded or virtual hosts add millisecond wake-up hiccups that
-    swamp a mean). time_p10_s / time_min_s are the lower envelope: interference only
-    ever adds time, so on a shared host they estimate the uncontended link best and
-    are what to fit alpha-beta to there. calls = timed calls per size.
-    algbw = size/time, busbw = algbw * 2(n-1)/n (nccl-tests). Call it under
-    ``if __name__ == "__main__":`` in scripts:
-    ranks are started with the 'spawn' method (safe with CUDA).
+    ``time_s``: median over rounds of the back-to-back time per call (nccl-tests
+    reports one such mean; the median of ``rounds`` of them resists a noisy round);
+    ``time_p10_s`` / ``time_min_s``: the rounds' lower envelope (interference only
+    adds time: what the alpha-beta fit uses on shared hosts). ``percall_*``: calls
+    synchronized one by one (launch and synchronize included). algbw = size/time,
+    busbw = algbw * 2(n-1)/n (nccl-tests' formulas). Call it under
+    ``if __name__ == "__main__":`` in scripts: ranks start with 'spawn' (safe with CUDA).
     """
     import torch.multiprocessing as mp
 
@@ -237,29 +236,30 @@ def allreduce_sweep(
     fd, out_path = tempfile.mkstemp(suffix=".json", prefix="opbreak_sweep_")
     os.close(fd)
     try:
-        mp.spawn(
-            _sweep_worker,
-            args=(world_size, _free_port(), sizes, iters, warmup, rounds, repeats,
-                  backend, device, timeout_s, out_path),
-            nprocs=world_size,
-            join=True,
-        )
+        mp.spawn(_sweep_worker, args=(world_size, _free_port(), sizes, iters, warmup, rounds, repeats,
+                                      backend, device, timeout_s, out_path), nprocs=world_size, join=True)
         with open(out_path) as f:
-            per_call = [np.asarray(r, dtype=float) for r in json.load(f)]
+            batch, per_call = ([np.asarray(r, dtype=float) for r in part] for part in json.load(f))
     finally:
         os.unlink(out_path)
-    times = np.array([np.median(r) for r in per_call])
+    return sweep_table(sizes, world_size, batch, per_call, iters)
+
+
+def sweep_table(sizes, n, batch, per_call, iters) -> pd.DataFrame:
+    """The sweep's table from per-round back-to-back times and per-call times (seconds)."""
+    times = np.array([np.median(r) for r in batch])
     size_arr = np.asarray(sizes, dtype=float)
     algbw = size_arr / times / 1e9
-    n = world_size
-    return pd.DataFrame(
-        {
-            "size_bytes": np.asarray(sizes, dtype=np.int64),
-            "time_s": times,
-            "algbw_GBps": algbw,
-            "busbw_GBps": algbw * 2.0 * (n - 1) / n,
-            "time_p10_s": [float(np.percentile(r, 10)) for r in per_call],
-            "time_min_s": [float(r.min()) for r in per_call],
-            "calls": [r.size for r in per_call],
-        }
-    )
+    return pd.DataFrame({
+        "size_bytes": np.asarray(sizes, dtype=np.int64),
+        "time_s": times,
+        "algbw_GBps": algbw,
+        "busbw_GBps": algbw * 2.0 * (n - 1) / n,
+        "time_p10_s": [float(np.percentile(r, 10)) for r in batch],
+        "time_min_s": [float(r.min()) for r in batch],
+        "rounds": [r.size for r in batch],
+        "calls_per_round": iters,
+        "percall_p10_s": [float(np.percentile(r, 10)) for r in per_call],
+        "percall_median_s": [float(np.median(r)) for r in per_call],
+        "percall_p90_s": [float(np.percentile(r, 90)) for r in per_call],
+    })

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import provenance
+from . import provenance, transport
 from .io import atomic_write_text, write_csv_atomic
 
 
@@ -38,7 +38,7 @@ def _rank_main(rank, world, spec, port, outdir):
     # Before torch (and CUDA) start: the seed's method needs synchronous launches.
     if spec.get("timing") == "blocking_host":
         os.environ["CUDA_LAUNCH_BLOCKING"] = "1"
-    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    transport.apply(spec.get("transport", "auto"), outdir if spec["device"] == "cuda" else None)
     # LightLLM's MemoryManager asserts this (it names its shared-memory counter after it).
     os.environ.setdefault("_NCCL_PORT_", str(port))
     import torch
@@ -63,15 +63,16 @@ def _rank_main(rank, world, spec, port, outdir):
         rec = Recorder(spec["timing"])
         t0 = time.time()
         result = get_backend(spec["backend"]).run_rank(spec, rank, world, rec)
-        extra = dict(result.get("extra", {}))
+        extra = dict(result.extra)
         if spec.get("timing") == "torch_profiler":
             trace = rec.export_trace(Path(outdir) / f"trace_rank{rank}.json.gz")
             extra["trace"] = Path(trace).name if trace else None
         out = dict(
             rank=rank,
-            ops=rec.op_rows(),
+            ops=rec.op_rows(result.kernel_ms),
             steps=rec.steps,
-            tokens=result["tokens"].tolist(),
+            collectives=result.collectives,
+            tokens=result.tokens.tolist(),
             wall_s=time.time() - t0,
             extra=extra,
         )
@@ -157,9 +158,12 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
     return results
 
 
-OPS_COLUMNS = ["study", "config", "repeat", "rank", "phase", "op", "time_ms", "calls", "modeled", "modeled_bytes",
-               "timing_method", *provenance.CONFIG_COLUMNS, "model", "gpu_ids"]
-STEPS_COLUMNS = ["config", "repeat", "rank", "phase", "step", "context_len", "e2e_ms", "attributed_ms"]
+OPS_COLUMNS = ["study", "config", "repeat", "rank", "phase", "op", "time_ms", "kernel_ms", "calls", "modeled",
+               "modeled_bytes", "timing_method", *provenance.CONFIG_COLUMNS, "model", "gpu_ids"]
+STEPS_COLUMNS = ["config", "repeat", "rank", "phase", "step", "context_len", "e2e_ms", "attributed_ms", "mode"]
+OUTPUTS = ("ops.csv", "steps.csv", "collectives.csv")  # the measure rule's outputs, besides provenance.json
+COLLECTIVES_COLUMNS = ["config", "repeat", "rank", "phase", "step", "context_len", "call", "op", "kernel", "start_us",
+                       "end_us"]
 
 
 def tables(spec: dict, repeat: int, results: list[dict]):
@@ -167,16 +171,16 @@ def tables(spec: dict, repeat: int, results: list[dict]):
     meta = {k: spec[k] for k in provenance.CONFIG_COLUMNS}
     meta["model"] = spec["model"]["name"]
     meta["gpu_ids"] = ",".join(map(str, spec["gpu_ids"]))
-    ops, steps = [], []
+    ops, steps, coll = [], [], []
+    key = dict(config=spec["name"], repeat=repeat)
     for res in results:
         for row in res["ops"]:
-            ops.append(dict(study=spec["study"], config=spec["name"], repeat=repeat, rank=res["rank"], **row,
-                            timing_method=spec["timing"], **meta))
-        for row in res["steps"]:
-            steps.append(dict(config=spec["name"], repeat=repeat, rank=res["rank"], **row))
-    # columns fixed even when empty (a failure record); backends may add columns
-    return pd.DataFrame(ops or None, columns=None if ops else OPS_COLUMNS), pd.DataFrame(
-        steps or None, columns=None if steps else STEPS_COLUMNS)
+            ops.append(dict(study=spec["study"], **key, rank=res["rank"], **row, timing_method=spec["timing"], **meta))
+        steps.extend(dict(**key, rank=res["rank"], **row) for row in res["steps"])
+        coll.extend(dict(**key, rank=res["rank"], **row) for row in res.get("collectives", ()))
+    # columns fixed even when empty (a failure record, a CPU run without kernels)
+    return (pd.DataFrame(ops, columns=OPS_COLUMNS), pd.DataFrame(steps).reindex(columns=STEPS_COLUMNS),
+            pd.DataFrame(coll, columns=COLLECTIVES_COLUMNS))
 
 
 def _failed(args, spec, out, started, error):
@@ -184,9 +188,8 @@ def _failed(args, spec, out, started, error):
     if not args.record_failure:
         raise SystemExit(f"measure failed: {error}")
     print(f"measure failed on its last attempt, recording the failure: {error}", file=sys.stderr)
-    ops, steps = tables(spec, args.repeat, [])
-    write_csv_atomic(ops, out / "ops.csv")
-    write_csv_atomic(steps, out / "steps.csv")
+    for name, df in zip(OUTPUTS, tables(spec, args.repeat, [])):
+        write_csv_atomic(df, out / name)
     prov = dict(config=spec["name"], repeat=args.repeat, status="failed", error=error, spec=spec, started=started,
                 finished=dt.datetime.now(dt.timezone.utc).isoformat(), host=socket.gethostname())
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
@@ -219,8 +222,11 @@ def main(argv=None):
         for t in traces:
             shutil.move(str(t), str(out / (t.name + ".tmp")))
             os.replace(out / (t.name + ".tmp"), out / t.name)
-    ops, steps = tables(spec, args.repeat, results)
+        nccl_used = transport.used(work)
+    frames = tables(spec, args.repeat, results)
     prov = provenance.collect(spec, args.repeat, started, prov_pre)
+    prov["transport"] = dict(config=spec.get("transport", "auto"), label=transport.label(spec.get("transport", "auto")),
+                             nccl_used=nccl_used)
     if spec["device"] == "cpu":
         # CPU ceilings are measured, not typed in: one rank's threads, this host, now.
         import torch
@@ -231,10 +237,11 @@ def main(argv=None):
         prov["ceilings"] = measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"]))
     prov["tokens_rank0"] = results[0]["tokens"]
     prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
-    write_csv_atomic(ops, out / "ops.csv")
-    write_csv_atomic(steps, out / "steps.csv")
+    for name, df in zip(OUTPUTS, frames):
+        write_csv_atomic(df, out / name)
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
-    print(f"{spec['name']} repeat {args.repeat}: {len(ops)} op rows, {len(steps)} steps -> {out}")
+    print(f"{spec['name']} repeat {args.repeat}: {len(frames[0])} op rows, {len(frames[1])} steps, "
+          f"{len(frames[2])} collective kernels -> {out}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ MODEL_OPS = (
     "sampling",
 )
 # Framework work that is not a model operator but still costs phase time.
-FRAMEWORK_OPS = ("infer_setup", "host_gap")
+FRAMEWORK_OPS = ("infer_setup", "host_gap", "instrumentation")
+# What instrumented decode steps cost beyond plain ones (measured in the run, opbreak.timing.sampling).
+INSTRUMENTATION = "instrumentation"
 UNATTRIBUTED = "unattributed"
 OPS = MODEL_OPS + FRAMEWORK_OPS + (UNATTRIBUTED,)
 

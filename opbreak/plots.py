@@ -46,6 +46,7 @@ OP_COLORS = {
     "sampling": "#17becf",
     "infer_setup": "#bcbd22",
     "host_gap": "#7f7f7f",
+    "instrumentation": "#393b79",
     "unattributed": "#c7c7c7",
 }
 assert tuple(OP_COLORS) == OPS, "OP_COLORS must cover opbreak.ops.OPS in order"

@@ -16,6 +16,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING", "NCCL_NVLS_ENABLE", "NCCL_P2P_DISABLE",
+            "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS", "SLURM_JOB_ID")
 CONFIG_COLUMNS = (
     "backend", "gpu", "num_gpus", "tp", "emulate_tp", "batch", "input_len", "output_len", "dtype",
     "num_layers", "model_layers",
@@ -90,8 +92,8 @@ def preflight(spec):
                     f"config {spec['name']!r}: declares gpu {spec['gpu']!r} but GPU {i} is {n!r} "
                     f"(catalog match: {key!r}); fix the config's gpu field or run it on the declared hardware"
                 )
-        return dict(devices=names[: len(ids)])
-    return dict(devices=visible_devices(spec))
+        return dict(devices=names[: len(ids)], host=host_identity())
+    return dict(devices=visible_devices(spec), host=host_identity())
 
 
 @contextlib.contextmanager
@@ -114,6 +116,22 @@ def gpu_locks(spec, lock_dir="/tmp/opbreak-gpu-locks"):
             f.close()
 
 
+def host_identity() -> dict:
+    """CPU model, cores and load: a host-bound decode step is only comparable on the same kind of host."""
+    model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+    except OSError:
+        pass
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = os.cpu_count()
+    return dict(cpu_model=model or platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                cpus_usable=affinity, loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+
+
 def collect(spec, repeat, started, pre):
     """The provenance record stored beside every measurement."""
     import torch
@@ -124,13 +142,15 @@ def collect(spec, repeat, started, pre):
         host=socket.gethostname(),
         platform=platform.platform(),
         cpu_count=os.cpu_count(),
+        host_before=pre.get("host"),
+        host_after=host_identity(),
         devices=pre["devices"],
         device_count=len(pre["devices"]),
         versions=_versions(),
         spec=spec,
         started=started,
         finished=dt.datetime.now(dt.timezone.utc).isoformat(),
-        env={k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING", "NCCL_NVLS_ENABLE", "SLURM_JOB_ID")},
+        env={k: os.environ.get(k) for k in ENV_KEYS},
     )
     if spec["device"] == "cuda":
         prov["driver_clocks"] = _nvidia_smi(

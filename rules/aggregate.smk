@@ -5,6 +5,7 @@ rule aggregate:
     input:
         ops=measure_outputs("ops.csv"),
         steps=measure_outputs("steps.csv"),
+        collectives=measure_outputs("collectives.csv"),
         prov=measure_outputs("provenance.json"),
         specs=expand("results/specs/{config}.json", config=CONFIGS),
     output:

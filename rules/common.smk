@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from opbreak.config import ConfigError, check, merged, prepend_pythonpath, resolve
 from opbreak.hardware import load_catalog
+from opbreak.transport import link_key
 
 # Jobs (shell:, script:, conda envs, SLURM) import opbreak from this checkout.
 prepend_pythonpath(workflow.basedir)
@@ -30,6 +31,7 @@ RETRIES = config.get("retries", 1)
 wildcard_constraints:
     config="[A-Za-z0-9][A-Za-z0-9._-]*",
     repeat=r"\d+",
+    link="[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
 def repeats_of(name):
@@ -42,20 +44,26 @@ def measure_outputs(kind):
     ]
 
 
-def sweep_configs():
-    """Configs that run real collectives get an all-reduce size sweep."""
-    if "allreduce_sweep" not in config:
-        return []
-    return [c for c, s in SPECS.items() if s["tp"] > 1 and not s["emulate_tp"]]
+# One all-reduce sweep per link (GPU, rank count, transport) that a real-TP config runs on;
+# the value is the config whose GPUs and resources the sweep borrows.
+LINKS = {}
+for _name, _spec in SPECS.items():
+    if "allreduce_sweep" in config and _spec["tp"] > 1 and not _spec["emulate_tp"]:
+        LINKS.setdefault(link_key(_spec), _name)
+
+
+def link_spec(field):
+    return lambda wc: SPECS[LINKS[wc.link]][field]
 
 
 def slurm_field(field, default):
-    """Per-config SLURM setting, else the study's, else a default."""
+    """Per-config SLURM setting, else the study's, else a default (sweeps: their link's config)."""
 
     def get(wildcards):
-        own = CONFIGS[wildcards.config].get("slurm") or {}
+        name = wildcards.config if "config" in wildcards.keys() else LINKS[wildcards.link]
+        own = CONFIGS[name].get("slurm") or {}
         value = own.get(field, SLURM.get(field, default))
-        if field == "gpu_model" and not CONFIGS[wildcards.config]["num_gpus"]:
+        if field == "gpu_model" and not CONFIGS[name]["num_gpus"]:
             return None  # never ask for --gpus=<model>:0
         return value
 

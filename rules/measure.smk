@@ -20,6 +20,7 @@ rule measure:
     output:
         ops="results/measure/{config}/rep{repeat}/ops.csv",
         steps="results/measure/{config}/rep{repeat}/steps.csv",
+        collectives="results/measure/{config}/rep{repeat}/collectives.csv",
         prov="results/measure/{config}/rep{repeat}/provenance.json",
     log:
         "logs/measure/{config}/rep{repeat}.log",
@@ -45,26 +46,28 @@ rule measure:
 
 
 rule sweep:
-    # Depends on the transport only (device, ranks), not on the model or batch.
+    # One per link (GPU, ranks, NCCL transport), not per model or batch: rules/common.smk LINKS.
     output:
-        "results/measure/{config}/allreduce_sweep.csv",
+        "results/sweep/{link}.csv",
     log:
-        "logs/sweep/{config}.log",
+        "logs/sweep/{link}.log",
     conda:
         "../envs/measure.yaml"
     resources:
-        gpu=lambda wc: CONFIGS[wc.config]["num_gpus"],
+        gpu=lambda wc: CONFIGS[LINKS[wc.link]]["num_gpus"],
         slurm_partition=slurm_field("partition", None),
         slurm_account=slurm_field("account", None),
         runtime=slurm_field("runtime", 60),
     params:
-        world=lookup(dpath="{config}/tp", within=SPECS),
-        device=lookup(dpath="{config}/device", within=SPECS),
+        world=link_spec("tp"),
+        device=link_spec("device"),
+        transport=link_spec("transport"),
+        gpu_ids=lambda wc: ",".join(map(str, SPECS[LINKS[wc.link]]["gpu_ids"] or [])),
         sizes=" ".join(
             str(int(s)) for s in config.get("allreduce_sweep", {}).get("sizes", [])
         ),
         iters=int(config.get("allreduce_sweep", {}).get("iters", 20)),
     shell:
-        "python -m opbreak.sweep --config-name {wildcards.config} --world {params.world}"
-        " --device {params.device} --iters {params.iters} --sizes {params.sizes}"
-        " --out {output} > {log} 2>&1"
+        "python -m opbreak.sweep --config-name {wildcards.link} --world {params.world}"
+        " --device {params.device} --transport {params.transport} --iters {params.iters}"
+        " --gpu-ids '{params.gpu_ids}' --sizes {params.sizes} --out {output} > {log} 2>&1"

@@ -11,9 +11,7 @@ rule theory:
         provenance="results/aggregate/provenance.json",
         specs=expand("results/specs/{config}.json", config=CONFIGS),
         catalog=config.get("hardware_catalog", "config/hardware.yaml"),
-        sweeps=expand(
-            "results/measure/{config}/allreduce_sweep.csv", config=sweep_configs()
-        ),
+        sweeps=expand("results/sweep/{link}.csv", link=LINKS),
     output:
         ops="results/theory/ops.csv",
         pairs="results/theory/pairs.csv",

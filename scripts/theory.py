@@ -2,22 +2,24 @@
 
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
 from opbreak.hardware import load_catalog
 from opbreak.io import write_csv_atomic
 from opbreak.theory_tables import build
+from opbreak.transport import link_key
 
 sys.stderr = open(snakemake.log[0], "w")
 specs = {}
 for path in snakemake.input.specs:
     spec = json.loads(open(path).read())
     specs[spec["name"]] = spec
-sweeps = {}
+sweeps = {}  # config -> the sweep of its link (results/sweep/<link>.csv)
 for path in snakemake.input.sweeps:
     df = pd.read_csv(path)
-    sweeps[df["config"].iloc[0]] = df
+    sweeps.update({c: df for c, s in specs.items() if link_key(s) == Path(path).stem and not s["emulate_tp"]})
 ops_repeats = pd.read_csv(snakemake.input.ops_repeats)
 steps = pd.read_csv(snakemake.input.steps)
 tables = build(

@@ -178,10 +178,10 @@ def test_cross_check_logits_against_torch_backend(tmp_path, tp, emulate):
 
             dist.all_reduce, dist.all_gather = saved
     ref = _torch_logits(spec)
-    a, b = ours["first_logits"].double(), ref["first_logits"].double()
+    a, b = ours.first_logits.double(), ref.first_logits.double()
     rel = ((a - b).norm() / b.norm()).item()
     assert rel < 1e-2, f"LightLLM vs torch backend logits: relative error {rel:.2e}"
-    assert (ours["tokens"][:, 0] == ref["tokens"][:, 0]).float().mean() >= 0.66
+    assert (ours.tokens[:, 0] == ref.tokens[:, 0]).float().mean() >= 0.66
 
 
 @needs_gpu
@@ -190,9 +190,9 @@ def test_closure_on_a_real_run():
     spec = spec_for(batch=4, input_len=64, output_len=8)
     rec = Recorder("cuda_events")
     res = lb.run_rank(spec, 0, 1, rec)
-    for phase, c in res["extra"]["closure"].items():
+    for phase, c in res.extra["closure"].items():
         assert c["closure"] >= 0.99, (phase, c)
-    assert res["tokens"].shape == (4, 9)
+    assert res.tokens.shape == (4, 9)
 
 
 def test_profiler_trace_join_counts_driver_launched_kernels():

@@ -34,7 +34,7 @@ def _worker(rank, world, port, q):
                             timeout=dt.timedelta(seconds=60))
     out = torch_llama.run_rank(spec(world), rank, world, Recorder("perf_counter"))
     if rank == 0:
-        q.put((out["first_logits"].numpy(), out["tokens"].numpy()))  # no shared-memory tensors across exit
+        q.put((out.first_logits.numpy(), out.tokens.numpy()))  # no shared-memory tensors across exit
     dist.barrier()
     dist.destroy_process_group()
 

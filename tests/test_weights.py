@@ -65,5 +65,5 @@ def test_loaded_weights_give_the_same_tokens_as_the_seeded_ones(tmp_path):
                 input_len=8, output_len=3, num_layers=2, warmup=0)
     a = torch_llama.run_rank(spec, 0, 1, Recorder("perf_counter"))
     b = torch_llama.run_rank(dict(spec, weights=str(d)), 0, 1, Recorder("perf_counter"))
-    torch.testing.assert_close(a["first_logits"], b["first_logits"])
-    assert torch.equal(a["tokens"], b["tokens"])
+    torch.testing.assert_close(a.first_logits, b.first_logits)
+    assert torch.equal(a.tokens, b.tokens)

@@ -55,7 +55,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import torch_llama
+from .common import RankResult, drive_decode, finish_result, kernel_steps_for, random_layer, random_pre_post
+from .common import input_tokens as common_input_tokens
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -63,12 +64,6 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 # ---------------------------------------------------------------------------
 # weights
 # ---------------------------------------------------------------------------
-# One definition of the random weights for every backend (bit-identical on one device).
-layer_weight_specs = torch_llama.layer_weight_specs
-random_layer = torch_llama.random_layer
-random_pre_post = torch_llama.random_pre_post
-
-
 def hf_config(model: dict, num_layers: int, max_len: int) -> dict:
     """A LLaMA config.json for LightLLM from the pipeline's model shape."""
     return {
@@ -435,37 +430,40 @@ class StaticBatch:
         return logits
 
 
-def run_static(model, spec, rec, tokens, inst, *, output_len=None, decode_sample=0, plain_rec=None):
-    """Prefill then output_len decode steps; returns tokens [B, steps+1] and the prefill logits."""
-    from ..timing import Recorder, sample_steps
+def run_static(model, spec, rec, tokens, inst, *, output_len=None, decode_sample=0, kcap=None, kinst=None):
+    """Prefill then output_len decode steps in the modes of :func:`opbreak.timing.step_plan`;
+    with a KernelCapture, one more prefill under the profiler (the GPU-busy view of prefill)."""
+    from ..timing import Recorder, step_plan
 
     O = spec["output_len"] if output_len is None else output_len
     sb = StaticBatch(model, spec, tokens)
     sb.reset()
     out = []
+
+    def step(r, i, instrumented):
+        (kinst if r is kcap else inst).use(instrumented)
+        sb.decode(r, i)
+        out.append(torch.from_numpy(sb.ids.reshape(-1).copy()))
+
     with torch.inference_mode():
         inst.use(rec.enabled)
         logits = sb.prefill(rec)
         first_logits = logits.float().cpu()
         out.append(torch.from_numpy(sb.ids.reshape(-1).copy()))
-        sampled = set(sample_steps(O, decode_sample)) if decode_sample and decode_sample < O else None
-        if sampled is not None and plain_rec is None:
-            plain_rec = Recorder(rec.method, enabled=False)
-        for i in range(O):
-            on = rec.enabled and (sampled is None or i in sampled)
-            r = rec if (sampled is None or i in sampled) else plain_rec
-            inst.use(on)
-            sb.decode(r, i)
-            out.append(torch.from_numpy(sb.ids.reshape(-1).copy()))
+        plan = step_plan(O, decode_sample, kernel_steps_for(spec, rec) if kcap else 0) if rec.enabled else ["plain"] * O
+        drive_decode(plan, step, rec, Recorder(rec.method, enabled=False) if rec.enabled else rec, kcap)
+        if kcap is not None and rec.enabled:
+            sb.reset()
+            kinst.use(True)
+            with kcap.session():
+                sb.prefill(kcap)
         inst.use(False)
-    if sampled is not None and rec.enabled:
-        rec.integrate_sampled("decode", plain_rec, O)
     sb.reset()
-    return dict(tokens=torch.stack(out, 1).long(), first_logits=first_logits)
+    return RankResult(tokens=torch.stack(out, 1).long(), first_logits=first_logits)
 
 
 def input_tokens(spec):
-    return torch_llama.input_tokens(spec, "cpu")
+    return common_input_tokens(spec, "cpu")
 
 
 def _oom_message(spec, e):
@@ -485,8 +483,10 @@ def _oom_message(spec, e):
     )
 
 
-def run_rank(spec, rank, world, rec):
-    """The measure step's contract: tokens [batch, steps+1], first_logits, extra."""
+def run_rank(spec, rank, world, rec) -> RankResult:
+    """The measure step's contract (:class:`opbreak.backends.common.RankResult`)."""
+    from ..timing import KernelCapture, Recorder
+
     if spec["device"] != "cuda" or not torch.cuda.is_available():
         raise SystemExit(
             f"config {spec['name']!r}: the lightllm backend needs CUDA (this process sees none); "
@@ -502,31 +502,35 @@ def run_rank(spec, rank, world, rec):
             build_s = getattr(model, "opbreak_build_s", float("nan"))
             init_s = model.opbreak_total_init_s
             inst = Instrumentation(model, rec, world, emulate)
+            kcap = KernelCapture() if kernel_steps_for(spec, rec) else None
+            kinst = Instrumentation(model, kcap, world, emulate) if kcap is not None else None
             tokens = input_tokens(spec)
             warm_steps = 0
             if spec.get("warmup", 1):
                 # unrecorded pass: Triton compiles and autotunes (decode kernels specialise on
                 # integer divisibility by 16, so cover 17+ context lengths), allocator warms
-                from ..timing import Recorder
 
                 warm_steps = min(spec["output_len"], 20)
                 warm = Recorder(rec.method, enabled=False)
                 run_static(model, spec, warm, tokens, inst, output_len=warm_steps)
-                if rec.enabled:  # and the instrumented path once
+                if rec.enabled:  # and the instrumented paths once (the profiler's first session is slow)
                     wrec = Recorder("cuda_events" if rec.method == "torch_profiler" else rec.method)
+                    wk = KernelCapture() if kcap is not None else None
                     run_static(model, spec, wrec, tokens, Instrumentation(model, wrec, world, emulate),
-                               output_len=min(spec["output_len"], 2))
+                               output_len=min(spec["output_len"], 4), decode_sample=2 if wk else 0, kcap=wk,
+                               kinst=Instrumentation(model, wk, world, emulate) if wk else None)
             torch.cuda.synchronize()
             t_run = time.perf_counter()
             with rec.session():
-                res = run_static(model, spec, rec, tokens, inst, decode_sample=spec.get("decode_sample") or 0)
+                res = run_static(model, spec, rec, tokens, inst, decode_sample=spec.get("decode_sample") or 0,
+                                 kcap=kcap, kinst=kinst)
             torch.cuda.synchronize()
             run_s = time.perf_counter() - t_run
     except torch.cuda.OutOfMemoryError as e:
         raise SystemExit(_oom_message(spec, e)) from None
     extra = dict(
         backend="lightllm",
-        lightllm_version=_lightllm_version(),
+        lightllm_version=lightllm_version(),
         weights="hf:" + str(spec["weights"]) if spec.get("weights") else "random-gpu",
         build_s=build_s,
         build_s_per_layer=build_s / spec["num_layers"],
@@ -541,11 +545,11 @@ def run_rank(spec, rank, world, rec):
         op_mapping="o_proj and ffn include their residual add; sampling = softmax+argmax+.cpu() as LightLLM's static test",
         **rec.meta,
     )
-    res["extra"] = extra
-    return res
+    res.extra = extra
+    return finish_result(res, rec, kcap, spec)
 
 
-def _lightllm_version():
+def lightllm_version():
     try:
         from importlib.metadata import version
 

@@ -10,74 +10,12 @@ skips (sizes only) for the theory step to time.
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 import torch.nn.functional as F
 
+from .common import RankResult, drive_decode, finish_result, input_tokens, kernel_steps_for, random_weights
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _gen(seed: int, name: str, device):
-    """Independent stream per weight name, so shards of TP=N equal slices of TP=1."""
-    h = int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:15], 16)
-    g = torch.Generator(device=device)
-    g.manual_seed(h)
-    return g
-
-
-def full_weight(seed, name, shape, device, dtype, std):
-    g = _gen(seed, name, device)
-    w = torch.randn(shape, generator=g, device=device, dtype=torch.float32) * std
-    return w.to(dtype)
-
-
-def layer_weight_specs(model: dict, i: int):
-    """(HF name, generator key, shape, std) of layer i's matrices; std keeps activations O(1)."""
-    h, inter = model["hidden_size"], model["intermediate_size"]
-    kvh = model["num_kv_heads"] * (h // model["num_heads"])
-    s = h**-0.5
-    p = f"model.layers.{i}."
-    return [
-        (p + n + ".weight", p + n, shape, std)
-        for n, shape, std in (
-            ("self_attn.q_proj", (h, h), s),
-            ("self_attn.k_proj", (kvh, h), s),
-            ("self_attn.v_proj", (kvh, h), s),
-            ("self_attn.o_proj", (h, h), s),
-            ("mlp.gate_proj", (inter, h), s),
-            ("mlp.up_proj", (inter, h), s),
-            ("mlp.down_proj", (h, inter), inter**-0.5),
-        )
-    ]
-
-
-def random_layer(model, seed, i, device, dtype):
-    """Full (unsharded) weights of layer i; every backend draws them here, so they agree."""
-    h = model["hidden_size"]
-    w = {name: full_weight(seed, key, shape, device, dtype, std) for name, key, shape, std in layer_weight_specs(model, i)}
-    p = f"model.layers.{i}."
-    w[p + "input_layernorm.weight"] = 1.0 + full_weight(seed, p + "ln1", (h,), device, dtype, 0.1)
-    w[p + "post_attention_layernorm.weight"] = 1.0 + full_weight(seed, p + "ln2", (h,), device, dtype, 0.1)
-    return w
-
-
-def random_pre_post(model, seed, device, dtype):
-    """Embedding, final norm and lm_head (untied), under HF names."""
-    h, v = model["hidden_size"], model["vocab_size"]
-    return {
-        "model.embed_tokens.weight": full_weight(seed, "embed", (v, h), device, dtype, 1.0),
-        "model.norm.weight": 1.0 + full_weight(seed, "norm", (h,), device, dtype, 0.1),
-        "lm_head.weight": full_weight(seed, "lm_head", (v, h), device, dtype, h**-0.5),
-    }
-
-
-def random_weights(model: dict, seed: int, device="cpu", dtype=torch.float32, num_layers=None):
-    """Full (unsharded) seeded random weights under HF LLaMA names."""
-    w = random_pre_post(model, seed, device, dtype)
-    for i in range(num_layers or model["num_layers"]):
-        w.update(random_layer(model, seed, i, device, dtype))
-    return w
 
 
 def _rows(t, rank, tp):
@@ -242,33 +180,44 @@ def build(spec, rank, world, rec):
     )
 
 
-def input_tokens(spec, device):
-    g = torch.Generator(device="cpu")
-    g.manual_seed(spec["seed"] + 1)
-    t = torch.randint(0, spec["model"]["vocab_size"], (spec["batch"], spec["input_len"]), generator=g)
-    return t.to(device)
+def run_static_batch(net, spec, rec, tokens, kcap=None):
+    """Prefill, then output_len greedy decode steps, as LightLLM's static test does.
 
+    Decode steps run in the modes of :func:`opbreak.timing.step_plan` (``decode_sample``
+    event steps, ``kernel_steps`` CUPTI steps on CUDA, plain otherwise)."""
+    from ..timing import Recorder, step_plan
 
-def run_static_batch(net, spec, rec, tokens, instrument_steps=None):
-    """Prefill, then output_len greedy decode steps, as LightLLM's static test does."""
     sync = (lambda: torch.cuda.synchronize()) if net.device.type == "cuda" else (lambda: None)  # noqa: E731
     I, O = spec["input_len"], spec["output_len"]
     out = []
+    state = {}
+
+    def step(r, i, instrumented):
+        net.rec = r
+        with r.phase("decode", step=i, context_len=I + i + 1):
+            logits = net.forward(state["next"].unsqueeze(1), I + i)
+            with r.op("sampling"):
+                state["next"] = logits.argmax(-1)
+                out.append(state["next"].cpu())
+
     with torch.inference_mode():
+        net.rec = rec
         with rec.phase("prefill", step=0, context_len=I):
             logits = net.forward(tokens, 0)
             with rec.op("sampling"):
-                nxt = logits.argmax(-1)
-                out.append(nxt.cpu())
+                state["next"] = logits.argmax(-1)
+                out.append(state["next"].cpu())
         sync()
         first_logits = logits.float().cpu()
-        for i in range(O):
-            with rec.phase("decode", step=i, context_len=I + i + 1):
-                logits = net.forward(nxt.unsqueeze(1), I + i)
-                with rec.op("sampling"):
-                    nxt = logits.argmax(-1)
-                    out.append(nxt.cpu())
-    return dict(tokens=torch.stack(out, 1), first_logits=first_logits)
+        plan = step_plan(O, spec.get("decode_sample") or 0, kernel_steps_for(spec, rec) if kcap else 0)
+        plain = Recorder(rec.method, enabled=False) if rec.enabled else rec
+        drive_decode(plan if rec.enabled else ["plain"] * O, step, rec, plain, kcap)
+        if kcap is not None and rec.enabled:
+            net.rec = kcap
+            with kcap.session(), kcap.phase("prefill", step=0, context_len=I):
+                net.forward(tokens, 0)
+        net.rec = rec
+    return RankResult(tokens=torch.stack(out, 1), first_logits=first_logits)
 
 
 def run_rank(spec, rank, world, rec):
@@ -282,4 +231,8 @@ def run_rank(spec, rank, world, rec):
         net.rec = warm
         run_static_batch(net, dict(spec, output_len=min(2, spec["output_len"])), warm, tokens)
         net.rec = rec
-    return run_static_batch(net, spec, rec, tokens)
+    from ..timing import KernelCapture
+
+    kcap = KernelCapture() if kernel_steps_for(spec, rec) else None
+    res = run_static_batch(net, spec, rec, tokens, kcap)
+    return finish_result(res, rec, kcap, spec)

@@ -1,4 +1,4 @@
-"""Operator timing shared by every backend.
+"""The Recorder: per-(phase, op) time from marks on one clock, per-step end to end.
 
 A backend brackets work with ``rec.phase(...)`` (timed end to end on its own
 clock) and ``rec.op(name)`` (one mark on enter, one on exit). Every instant
@@ -12,22 +12,16 @@ Clocks (``method``):
 
 - ``perf_counter``: host clock; exact for synchronous (CPU) work.
 - ``cuda_events`` (default on CUDA): one CUDA event per boundary, recorded on the
-  current stream from a preallocated, reused pool (no per-op allocation), read
-  after the phase synchronizes. The time of a segment is GPU time between two
-  boundaries, so GPU idle time while the host launches (decode is launch-bound)
-  lands in the segment where the host was, typically ``host_gap``.
-- ``blocking_host``: perf_counter under CUDA_LAUNCH_BLOCKING=1 (the seed's method;
-  the measure CLI sets the variable before CUDA starts), kept so the report can
-  show how far it is off.
-- ``torch_profiler``: ops become ``torch.profiler.record_function`` ranges; per
-  op the CUPTI kernel time launched inside its ranges is summed. Phase end to end
-  is still timed with CUDA events; ``host_gap`` is the phase time no kernel ran
-  (end to end minus the phase's kernel time) and ``unattributed`` the kernel
-  time outside any op range. The Chrome trace is kept (``export_trace``).
+  current stream from a preallocated, reused pool, read after the phase
+  synchronizes. A segment's time is stream time between two boundaries: the wall
+  view, GPU idle while the host launches included (decode is launch-bound).
+- ``blocking_host``: perf_counter under CUDA_LAUNCH_BLOCKING=1 (the seed's method).
+- ``torch_profiler``: ops become ``record_function`` ranges; per op the CUPTI
+  kernel time launched inside its ranges is summed (:mod:`.profiler`); phase end
+  to end still timed with CUDA events; ``host_gap`` is the phase time no kernel ran.
 
-Sampled decode (``integrate_sampled``): only some decode steps are instrumented;
-per-op time is fitted with a least-squares line over context length and summed over every step, while
-the phase end to end stays the measured sum over all steps.
+:class:`KernelCapture` is the GPU-busy view on chosen steps only (one profiler
+session per step), next to the wall view of the event steps (:mod:`.sampling`).
 """
 
 from __future__ import annotations
@@ -36,12 +30,12 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from .ops import OPS, UNATTRIBUTED
+from ..ops import INSTRUMENTATION, OPS, UNATTRIBUTED
+from .profiler import OP_TAG, PHASE_TAG, kernel_sums_from_trace
+from .sampling import integrate_over_context, overhead_ms, scale_to_total
 
 HOST_GAP = "host_gap"
 METHODS = ("perf_counter", "cuda_events", "blocking_host", "torch_profiler")
-_PHASE_TAG = "opbreak/phase/"
-_OP_TAG = "opbreak/op/"
 
 
 class _HostClock:
@@ -173,7 +167,7 @@ class _ProfOp:
         if rec._phase is not None:
             if self.count:
                 rec.calls[(rec._phase, self.name)] += 1
-            self.rf = rec._torch.autograd.profiler.record_function(_OP_TAG + self.name)
+            self.rf = rec._torch.autograd.profiler.record_function(OP_TAG + self.name)
             self.rf.__enter__()
         return None
 
@@ -191,6 +185,8 @@ class Recorder:
     code path measures plain end-to-end for overhead comparisons.
     """
 
+    mode = "events"  # what an enabled recorder's steps are (KernelCapture: "kernels")
+
     def __init__(self, method: str = "perf_counter", enabled: bool = True):
         self.method = method
         self.enabled = enabled
@@ -198,7 +194,7 @@ class Recorder:
         self._stamp = self.clock.stamp
         self.op_ms = defaultdict(float)  # (phase, op) -> ms
         self.calls = defaultdict(int)  # (phase, op) -> count
-        self.steps = []  # dicts: phase, step, context_len, e2e_ms, attributed_ms
+        self.steps = []  # dicts: phase, step, context_len, e2e_ms, attributed_ms, mode
         self.step_ops = []  # per step (aligned with steps): {op: ms}
         self.modeled = defaultdict(lambda: [0, 0])  # (phase, op) -> [calls, bytes]
         self.meta = {}  # what was done (sampled decode, profiler), for the backend's extra
@@ -208,8 +204,8 @@ class Recorder:
         self.exit_marks = True  # False: enter marks only (half the events; no host_gap segments)
         self._phase = None
         self._ops = {}
-        self._prof = None
         self._prof_phases = {}  # step index -> phase name, for profiler parsing
+        self._trace_raw = None
         if method == "torch_profiler":
             import torch
 
@@ -227,7 +223,7 @@ class Recorder:
         self._stamps = [] if marks else None
         rf = None
         if prof:
-            rf = self._torch.autograd.profiler.record_function(f"{_PHASE_TAG}{name}/{len(self.steps)}")
+            rf = self._torch.autograd.profiler.record_function(f"{PHASE_TAG}{name}/{len(self.steps)}")
             rf.__enter__()
         self.clock.begin()
         start = self.clock.stamp()
@@ -237,37 +233,35 @@ class Recorder:
             end = self.clock.stamp()
             if rf is not None:
                 rf.__exit__(None, None, None)
-            names, stamps = self._names, self._stamps
-            self._names = self._stamps = self._phase = None
-            allstamps = [start] + (stamps or []) + [end]
-            t = self.clock.resolve(allstamps)
-            e2e = t[-1] - t[0]
-            per = {}
-            attributed = 0.0
-            for i, op in enumerate(names or ()):
-                dt = t[i + 2] - t[i + 1]
-                per[op] = per.get(op, 0.0) + dt
-                attributed += dt
-            for op, dt in per.items():
-                self.op_ms[(name, op)] += dt
-            if names:
-                calls = self.calls
-                for op in names:
-                    if op != HOST_GAP:
-                        calls[(name, op)] += 1
-                for op in self._nocount:
-                    calls[(name, op)] -= 1
-            self._nocount = []
-            if not prof:
-                self.op_ms[(name, UNATTRIBUTED)] += e2e - attributed
-            if prof:
-                self._prof_phases[len(self.steps)] = name
-            self.steps.append(
-                dict(phase=name, step=step, context_len=context_len, e2e_ms=e2e, attributed_ms=attributed,
-                     instrumented=bool(self.enabled))
-            )
-            self.step_ops.append(per)
-            self.clock.release(allstamps)
+            self._close_phase(name, step, context_len, start, end, prof)
+
+    def _close_phase(self, name, step, context_len, start, end, prof):
+        names, stamps = self._names, self._stamps
+        self._names = self._stamps = self._phase = None
+        allstamps = [start] + (stamps or []) + [end]
+        t = self.clock.resolve(allstamps)
+        e2e = t[-1] - t[0]
+        per = {}
+        for i, op in enumerate(names or ()):
+            per[op] = per.get(op, 0.0) + t[i + 2] - t[i + 1]
+        attributed = sum(per.values())
+        for op, dt in per.items():
+            self.op_ms[(name, op)] += dt
+        for op in names or ():
+            if op != HOST_GAP:
+                self.calls[(name, op)] += 1
+        for op in self._nocount:
+            self.calls[(name, op)] -= 1
+        self._nocount = []
+        if prof:
+            self._prof_phases[len(self.steps)] = name
+        else:
+            self.op_ms[(name, UNATTRIBUTED)] += e2e - attributed
+        self.steps.append(dict(phase=name, step=step, context_len=context_len, e2e_ms=e2e,
+                               attributed_ms=attributed, instrumented=bool(self.enabled),
+                               mode=self.mode if self.enabled else "plain"))
+        self.step_ops.append(per)
+        self.clock.release(allstamps)
 
     # -- ops --------------------------------------------------------------
     def op(self, name: str, count: bool = True):
@@ -277,8 +271,7 @@ class Recorder:
         key = (name, count)
         o = self._ops.get(key)
         if o is None:
-            if name not in OPS or name == UNATTRIBUTED:
-                raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
+            _check_op(name)
             cls = _ProfOp if self.method == "torch_profiler" else (_Op if self.exit_marks else _OpEnter)
             o = self._ops[key] = cls(self, name, count)
         return o
@@ -293,8 +286,7 @@ class Recorder:
         if not self.enabled or self._phase is None:
             return
         if self._names is not None:
-            if name not in OPS or name == UNATTRIBUTED:
-                raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
+            _check_op(name)
             self._names.append(name)
             self._stamps.append(self._stamp())
         else:
@@ -313,7 +305,7 @@ class Recorder:
     # -- torch.profiler ---------------------------------------------------
     @contextmanager
     def session(self):
-        """Wrap the measured run: starts torch.profiler for the torch_profiler method, else nothing."""
+        """Run under torch.profiler for the torch_profiler method (else nothing); parsed on exit."""
         if self.method != "torch_profiler" or not self.enabled:
             yield self
             return
@@ -325,17 +317,11 @@ class Recorder:
             yield self
         finally:
             prof.__exit__(None, None, None)
-            self._prof = prof
-            self._parse_profile(prof)
+            trace = self._load_trace(prof)
+            self._parse_profile(*kernel_sums_from_trace(trace))
+            self._prof_phases = {}
 
-    def _parse_profile(self, prof):
-        """Kernel time per op range and per phase step; host_gap/unattributed close each step.
-
-        Parsed from the Chrome trace (kept for export): every kernel, copy and
-        memset is joined to the runtime/driver call that launched it, so Triton
-        kernels (driver-API launches that torch's FunctionEvent tree does not
-        attach to record_function ranges) are counted too.
-        """
+    def _load_trace(self, prof):
         import json
         import os
         import tempfile
@@ -343,9 +329,16 @@ class Recorder:
         fd, raw = tempfile.mkstemp(suffix=".json", prefix="opbreak-trace-")
         os.close(fd)
         prof.export_chrome_trace(raw)
-        self._trace_raw = raw
+        if self._trace_raw is None:
+            self._trace_raw = raw  # the first session's trace is kept for export
         with open(raw) as f:
-            phase_kernel, op_kernel = kernel_sums_from_trace(json.load(f))
+            trace = json.load(f)
+        if raw != self._trace_raw:
+            os.unlink(raw)
+        return trace
+
+    def _parse_profile(self, phase_kernel, op_kernel, collectives):
+        """Kernel time per op and step; host_gap (GPU idle) and unattributed close each step."""
         for idx, phase in self._prof_phases.items():
             row = self.steps[idx]
             kern = phase_kernel.get(idx, 0.0)
@@ -359,13 +352,13 @@ class Recorder:
             row["kernel_ms"] = kern
             self.step_ops[idx] = per
         self.meta["torch_profiler"] = dict(
-            kernel_ms_total=sum(phase_kernel.values()), steps_profiled=len(self._prof_phases),
+            kernel_ms_total=self.meta.get("torch_profiler", {}).get("kernel_ms_total", 0.0) + sum(phase_kernel.values()),
             host_gap="phase end to end minus GPU time of the kernels launched in it (GPU idle)",
             unattributed="GPU time of kernels launched outside any op range")
 
     def export_trace(self, path):
-        """Chrome trace (Perfetto) of the profiled run; gzip when the path ends in .gz."""
-        raw = getattr(self, "_trace_raw", None)
+        """Chrome trace (Perfetto) of the (first) profiled session; gzip when the path ends in .gz."""
+        raw = self._trace_raw
         if raw is None:
             return None
         import gzip
@@ -380,67 +373,77 @@ class Recorder:
         return path
 
     # -- sampled decode ---------------------------------------------------
-    def integrate_sampled(self, phase: str, plain: "Recorder", total_steps: int):
-        """Estimate per-op totals of ``phase`` over all steps from the instrumented ones.
+    def integrate_sampled(self, phase: str, others: list[dict], total_steps: int):
+        """Per-op totals of ``phase`` over all steps from this recorder's (event) steps.
 
-        ``self`` holds the instrumented steps, ``plain`` the others (end to end only).
-        Per-op time per step is interpolated linearly over context length
-        (piecewise, i.e. trapezoids between sampled steps) and summed over every
-        step; ``unattributed`` is the measured end to end of all steps minus
-        that estimate, so the phase total stays measured, not modeled.
+        ``others``: the phase's other steps (plain and kernel-capture), end to end only.
+        Per-op time per step (``unattributed`` included) is fitted over context length
+        and summed over every step (:func:`.sampling.integrate_over_context`), then
+        scaled so that ops + ``instrumentation`` = the measured end to end of all steps,
+        where ``instrumentation`` is what the instrumented steps cost beyond plain ones
+        (:func:`.sampling.overhead_ms`). No row can come out negative.
         """
         idx = [i for i, s in enumerate(self.steps) if s["phase"] == phase]
         if not idx:
             return
-        ctx_s = [self.steps[i]["context_len"] for i in idx]
-        others = [s for s in plain.steps if s["phase"] == phase]
-        all_steps = sorted([self.steps[i] for i in idx] + others, key=lambda s: s["step"])
-        ctx_all = [s["context_len"] for s in all_steps]
-        ops = sorted({op for i in idx for op in self.step_ops[i]}, key=OPS.index)
-        series = {op: [self.step_ops[i].get(op, 0.0) for i in idx] for op in ops}
-        est = integrate_over_context(ctx_s, series, ctx_all)
+        series = self._step_series(idx)
+        all_steps = sorted([self.steps[i] for i in idx] + list(others), key=lambda s: s["step"])
+        est = integrate_over_context([self.steps[i]["context_len"] for i in idx], series,
+                                     [s["context_len"] for s in all_steps])
         e2e_all = sum(s["e2e_ms"] for s in all_steps)
+        ov = overhead_ms(all_steps)
+        added = sum(v["added_ms"] for v in ov.values() if v["steps"] and v["added_ms"] == v["added_ms"])
+        scaled, ov_ms = scale_to_total(est, e2e_all, added)
         for key in [k for k in self.op_ms if k[0] == phase]:
             del self.op_ms[key]
-        for op, v in est.items():
-            self.op_ms[(phase, op)] = v
-        self.op_ms[(phase, UNATTRIBUTED)] = e2e_all - sum(est.values())
-        n_s, n_all = len(idx), len(all_steps)
+        self.op_ms.update({(phase, op): v for op, v in scaled.items()})
+        self.op_ms[(phase, INSTRUMENTATION)] = ov_ms
+        self._scale_counts(phase, len(idx), len(all_steps))
+        self._replace_steps(phase, all_steps)
+        self.meta[f"{phase}_sample"] = dict(
+            instrumented_steps=[int(s["step"]) for s in all_steps if s.get("mode") == "events"],
+            total_steps=total_steps, sampled=len(idx), e2e_ms_all_steps=e2e_all,
+            estimated_ms=sum(est.values()), scale=(e2e_all - ov_ms) / sum(est.values()) if sum(est.values()) else 1.0,
+            instrumentation_ms=ov_ms, overhead=ov,
+            method="least-squares line per op over context length, scaled to the measured phase minus overhead")
+
+    def _step_series(self, idx):
+        per = [dict(self.step_ops[i]) for i in idx]
+        for p, i in zip(per, idx):
+            p[UNATTRIBUTED] = self.steps[i]["e2e_ms"] - sum(p.values())
+        ops = sorted({op for p in per for op in p}, key=OPS.index)
+        return {op: [p.get(op, 0.0) for p in per] for op in ops}
+
+    def _scale_counts(self, phase, n_s, n_all):
         for key in [k for k in self.calls if k[0] == phase]:
             self.calls[key] = int(round(self.calls[key] * n_all / n_s))
         for key in [k for k in self.modeled if k[0] == phase]:
             self.modeled[key][0] = int(round(self.modeled[key][0] * n_all / n_s))
             self.modeled[key][1] = int(round(self.modeled[key][1] * n_all / n_s))
-        keep = [(s, o) for s, o in zip(self.steps, self.step_ops) if s["phase"] != phase]
-        merged = keep + [(s, {}) for s in all_steps]
-        for s in others:
-            s["instrumented"] = False
-        self.steps = [s for s, _ in merged]
-        self.step_ops = [o if o else {} for _, o in merged]
-        self.meta[f"{phase}_sample"] = dict(
-            instrumented_steps=[self.steps_index(s) for s in all_steps if s.get("instrumented")],
-            total_steps=total_steps, sampled=n_s, method="least-squares line per op over context length (opbreak.timing.integrate_over_context)",
-            e2e_ms_all_steps=e2e_all, estimated_attributed_ms=sum(est.values()),
-        )
 
-    @staticmethod
-    def steps_index(s):
-        return int(s["step"])
+    def _replace_steps(self, phase, all_steps):
+        keep = [(s, o) for s, o in zip(self.steps, self.step_ops) if s["phase"] != phase]
+        self.steps = [s for s, _ in keep] + list(all_steps)
+        self.step_ops = [o for _, o in keep] + [{} for _ in all_steps]
 
     # -- results ----------------------------------------------------------
-    def op_rows(self):
-        """Tidy rows (phase, op, time_ms, calls, modeled, modeled_bytes)."""
+    def op_rows(self, kernel_ms: dict | None = None):
+        """Tidy rows (phase, op, time_ms, kernel_ms, calls, modeled, modeled_bytes).
+
+        ``kernel_ms``: (phase, op) -> GPU-busy ms from a :class:`KernelCapture` (NaN where absent).
+        """
+        kernel_ms = kernel_ms or {}
         rows = []
-        keys = set(self.op_ms) | set(self.modeled)
+        keys = set(self.op_ms) | set(self.modeled) | set(kernel_ms)
         for phase, op in sorted(keys, key=lambda k: (k[0], OPS.index(k[1]))):
             if (phase, op) in self.modeled:
                 calls, nbytes = self.modeled[(phase, op)]
-                rows.append(dict(phase=phase, op=op, time_ms=float("nan"), calls=calls, modeled=True, modeled_bytes=nbytes))
-            if (phase, op) in self.op_ms:
-                rows.append(
-                    dict(phase=phase, op=op, time_ms=self.op_ms[(phase, op)], calls=self.calls.get((phase, op), 0),
-                         modeled=False, modeled_bytes=0)
-                )
+                rows.append(dict(phase=phase, op=op, time_ms=float("nan"), kernel_ms=float("nan"), calls=calls,
+                                 modeled=True, modeled_bytes=nbytes))
+            if (phase, op) in self.op_ms or (phase, op) in kernel_ms:
+                rows.append(dict(phase=phase, op=op, time_ms=self.op_ms.get((phase, op), 0.0),
+                                 kernel_ms=kernel_ms.get((phase, op), float("nan")),
+                                 calls=self.calls.get((phase, op), 0), modeled=False, modeled_bytes=0))
         return rows
 
     def phase_closure(self):
@@ -448,104 +451,51 @@ class Recorder:
         out = {}
         for phase in {s["phase"] for s in self.steps}:
             e2e = sum(s["e2e_ms"] for s in self.steps if s["phase"] == phase)
-            named = sum(v for (p, op), v in self.op_ms.items() if p == phase and op != UNATTRIBUTED)
+            named = sum(v for (p, op), v in self.op_ms.items() if p == phase and op not in (UNATTRIBUTED, INSTRUMENTATION))
             out[phase] = dict(e2e_ms=e2e, attributed_ms=named, closure=named / e2e if e2e else float("nan"))
         return out
 
 
-def sample_steps(total: int, k: int) -> list[int]:
-    """k evenly spaced step indices in [0, total-1], first and last included."""
-    if k <= 0 or k >= total:
-        return list(range(total))
-    if k == 1:
-        return [0]
-    return sorted({int(round(i * (total - 1) / (k - 1))) for i in range(k)})
+def _check_op(name):
+    if name not in OPS or name in (UNATTRIBUTED, INSTRUMENTATION):
+        raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
 
 
-def integrate_over_context(ctx_sampled, series: dict, ctx_all, method: str = "linear_fit") -> dict:
-    """Sum over ``ctx_all`` of each series modeled over context length.
+class KernelCapture(Recorder):
+    """GPU-busy view: op ranges under a torch.profiler session per captured step (CUPTI).
 
-    ``linear_fit`` (default): least-squares line per op (decode op time is
-    constant or linear in context); unbiased for the total when the samples are
-    evenly spaced, slow steps included. ``robust``: the same, refit without
-    samples whose residual exceeds 4 robust sigmas (drops real slow steps, so it
-    underestimates the total). ``piecewise``: linear interpolation between
-    samples (trapezoids).
+    Its steps are real steps of the run (mode ``kernels``); their kernel times per op,
+    per step, and the NCCL kernels' start/end on the host clock are kept in
+    ``captured`` instead of being folded into ``op_ms``.
     """
-    import numpy as np
 
-    xs = np.asarray(ctx_sampled, dtype=float)
-    order = np.argsort(xs)
-    xs = xs[order]
-    xa = np.asarray(ctx_all, dtype=float)
-    out = {}
-    for op, ys in series.items():
-        y = np.asarray(ys, dtype=float)[order]
-        if len(xs) == 1:
-            out[op] = float(y[0] * len(xa))
-        elif method == "piecewise" or len(xs) < 3:
-            out[op] = float(np.interp(xa, xs, y).sum())
-        else:
-            keep = np.ones(len(xs), bool)
-            for _ in range(2 if method == "robust" else 0):
-                b, a = np.polyfit(xs[keep], y[keep], 1)
-                r = y - (a + b * xs)
-                mad = np.median(np.abs(r[keep] - np.median(r[keep])))
-                if mad <= 0:
-                    break
-                new = np.abs(r) <= 4 * 1.4826 * mad
-                if new.sum() < 3 or (new == keep).all():
-                    break
-                keep = new
-            b, a = np.polyfit(xs[keep], y[keep], 1)
-            out[op] = float((a + b * xa).sum())
-    return out
+    mode = "kernels"
 
+    def __init__(self):
+        super().__init__("torch_profiler")
+        self.captured = []  # dicts: phase, step, context_len, e2e_ms, kernel_ms, ops {op: ms}, collectives [...]
 
-def kernel_sums_from_trace(trace: dict):
-    """Per phase step: GPU time of all kernels/copies launched inside it, and per op range.
+    def _parse_profile(self, phase_kernel, op_kernel, collectives):
+        for idx, phase in self._prof_phases.items():
+            row = self.steps[idx]
+            ops = dict(op_kernel.get(idx, {}))
+            kern = phase_kernel.get(idx, 0.0)
+            ops[UNATTRIBUTED] = max(kern - sum(ops.values()), 0.0)
+            self.captured.append(dict(phase=phase, step=row["step"], context_len=row["context_len"],
+                                      e2e_ms=row["e2e_ms"], kernel_ms=kern, ops=ops,
+                                      collectives=collectives.get(idx, [])))
 
-    A GPU activity belongs to the op whose CPU record_function range holds the
-    runtime or driver call that launched it (joined on the correlation id), so
-    Triton kernels (launched through the driver API, outside torch's dispatcher)
-    count too.
-    """
-    import bisect
-    from collections import defaultdict
+    def kernel_view(self, phase: str, ctx_all) -> dict:
+        """(phase, op) -> GPU-busy ms over the steps at ``ctx_all``, fitted over context length."""
+        rows = [c for c in self.captured if c["phase"] == phase]
+        if not rows:
+            return {}
+        ops = sorted({op for c in rows for op in c["ops"]}, key=OPS.index)
+        series = {op: [c["ops"].get(op, 0.0) for c in rows] for op in ops}
+        est = integrate_over_context([c["context_len"] for c in rows], series, ctx_all)
+        return {(phase, op): max(v, 0.0) for op, v in est.items()}
 
-    ev = trace["traceEvents"] if isinstance(trace, dict) else trace
-    launch_ts = {}
-    ranges = []  # (start, end, name)
-    gpu = []
-    for e in ev:
-        cat = e.get("cat")
-        if cat in ("cuda_runtime", "cuda_driver"):
-            c = (e.get("args") or {}).get("correlation")
-            if c is not None:
-                launch_ts[c] = e["ts"]
-        elif cat == "user_annotation" and e.get("name", "").startswith("opbreak/"):
-            ranges.append((e["ts"], e["ts"] + e.get("dur", 0), e["name"]))
-        elif cat in ("kernel", "gpu_memcpy", "gpu_memset"):
-            gpu.append(e)
-    phases = sorted((s, t, n) for s, t, n in ranges if n.startswith(_PHASE_TAG))
-    ops = sorted((s, t, n) for s, t, n in ranges if n.startswith(_OP_TAG))
-    pstarts = [p[0] for p in phases]
-    ostarts = [o[0] for o in ops]
-    phase_k = defaultdict(float)
-    op_k = defaultdict(lambda: defaultdict(float))
-    for g in gpu:
-        ts = launch_ts.get((g.get("args") or {}).get("correlation"))
-        if ts is None:
-            continue
-        i = bisect.bisect_right(pstarts, ts) - 1
-        if i < 0 or ts > phases[i][1]:
-            continue
-        idx = int(phases[i][2].rsplit("/", 1)[1])
-        ms = g.get("dur", 0) / 1e3
-        phase_k[idx] += ms
-        j = bisect.bisect_right(ostarts, ts) - 1
-        while j >= 0 and ops[j][1] < ts and ops[j][0] >= phases[i][0]:
-            j -= 1  # ranges do not nest here except o_proj/ffn continuations; step back to a covering one
-        if j >= 0 and ops[j][0] <= ts <= ops[j][1]:
-            op_k[idx][ops[j][2][len(_OP_TAG):]] += ms
-    return dict(phase_k), {k: dict(v) for k, v in op_k.items()}
+    def collective_rows(self):
+        """One row per captured collective kernel: phase, step, context_len, call, op, kernel, start/end us."""
+        return [dict(phase=c["phase"], step=c["step"], context_len=c["context_len"], call=j, **k)
+                for c in self.captured for j, k in enumerate(c["collectives"])]
