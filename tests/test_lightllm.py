@@ -95,7 +95,7 @@ def test_recorder_closure_and_sampled_decode():
                 time.sleep(0.001)
             with r.op("ffn"):
                 pass
-    rec.integrate_sampled("decode", plain, 12)
+    rec.integrate_sampled("decode", plain.steps, 12)
     rows = {r["op"]: r for r in rec.op_rows() if r["phase"] == "decode"}
     total = sum(r["time_ms"] for r in rows.values())
     e2e = sum(s["e2e_ms"] for s in rec.steps)
