@@ -209,6 +209,7 @@ def test_profiler_trace_join_counts_driver_launched_kernels():
         {"cat": "kernel", "name": "gemm", "ts": 1600, "dur": 3000, "args": {"correlation": 2}},
         {"cat": "kernel", "name": "add", "ts": 4700, "dur": 500, "args": {"correlation": 3}},
     ]
-    phase, ops = kernel_sums_from_trace({"traceEvents": ev})
+    phase, ops, coll = kernel_sums_from_trace({"traceEvents": ev})
     assert phase == {3: 4.5}
     assert ops == {3: {"attn_norm": 1.0, "ffn": 3.0}}
+    assert coll == {}  # no NCCL kernel in this trace
