@@ -9,7 +9,8 @@ OUT=${OUT:-/tmp/opbreak-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
 command -v python >/dev/null || ln -sf "$(command -v python3)" /usr/local/bin/python
-SMK="python3 -m snakemake --profile profiles/local --cores 1 --resources gpu=$(nvidia-smi -L | wc -l)"
+# targets first: --resources and --configfile each swallow the words that follow them
+smk() { python3 -m snakemake "$@" --profile profiles/local --cores 1 --resources gpu=$(nvidia-smi -L | wc -l) --configfile "$CFG"; }
 STUDY=config/studies/two-gpu.yaml
 A="h100-llama7b-tp2-nvlink h100-llama7b-tp2-nop2p h100-llama7b-tp1"
 targets() { for c in "$@"; do for r in 0 1; do echo results/measure/$c/rep$r/ops.csv; done; done; }
@@ -20,14 +21,15 @@ for stage in "$@"; do
           nvidia-smi topo -m; lscpu | grep -E "Model name|^CPU\(s\)"; uptime
           python3 -c "import torch,triton,lightllm,snakemake,sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__, snakemake.__version__)";;
     test) python3 -m pytest -q -x tests/test_lightllm.py 2>&1 | tail -8;;
-    smoke2) $SMK report/all.md --configfile bench/gpu_smoke2.yaml 2>&1 | tail -15
+    smoke2) CFG=bench/gpu_smoke2.yaml smk report/all.md 2>&1 | tail -15
             for f in logs/measure/*/rep0.log logs/sweep/*.log; do echo "--- $f"; tail -3 "$f"; done
             for c in results/measure/s-*/rep0; do echo "--- $c"; wc -l $c/*.csv | head -4; done
             grep -h "nccl_used" -A3 results/measure/s-tp2*/rep0/provenance.json | head -12
             tar czf "$OUT/smoke2.tgz" results logs report;;
-    studyA) $SMK $(targets $A) --configfile $STUDY 2>&1 | tail -8
+    studyA) CFG=$STUDY smk $(targets $A) 2>&1 | tail -8
             tar czf "$OUT/studyA.tgz" results/measure results/specs logs .snakemake/metadata;;
-    studyB) $SMK report/all.md --configfile $STUDY 2>&1 | tail -12
+    studyB) CFG=$STUDY timeout ${STUDY_TIMEOUT:-540} python3 -m snakemake report/all.md --profile profiles/local \
+              --cores 1 --resources gpu=$(nvidia-smi -L | wc -l) --configfile $STUDY 2>&1 | tail -12
             tar czf "$OUT/studyB.tgz" results logs report .snakemake/metadata;;
   esac
 done

@@ -21,7 +21,7 @@ TRANSPORTS = {
 }
 # NVLink multicast (NVLS) can take a shared host's GPUs down: off in every job we start.
 SAFETY_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
-_VIA = re.compile(r"Channel \d+/\d+ : \d+\[\d+\] -> \d+\[\d+\] via (\S+)")
+_VIA = re.compile(r"Channel \d+(?:/\d+)? ?: \d+\[[^\]]*\] -> \d+\[[^\]]*\] via (\S+)")
 
 
 def label(transport: str) -> str:
