@@ -5,26 +5,36 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.utils import validate
 
-from opbreak.config import ConfigError, check, merged, prepend_pythonpath, resolve
+from opbreak.config import (
+    ConfigError,
+    check,
+    merged,
+    prepend_pythonpath,
+    resolve,
+    with_defaults,
+)
 from opbreak.hardware import load_catalog
 
 # Jobs (shell:, script:, conda envs, SLURM) import opbreak from this checkout.
 prepend_pythonpath(workflow.basedir)
 
-validate(config, "../config/schema/config.schema.yaml")
-
-_catalog_path = config.get("hardware_catalog", "config/hardware.yaml")
-_errors = check(config, root=".", catalog=load_catalog(_catalog_path))
+# Every problem at once (schema and meaning), each naming config and field, before any job.
+_errors = check(
+    config, root=".", catalog=load_catalog(with_defaults(config)["hardware_catalog"])
+)
 if _errors:
     raise ConfigError(
         "invalid config (nothing was run):\n  - " + "\n  - ".join(_errors)
     )
 
+# Defaults live in the schema only: validate() fills them, rules read config[k]; each config
+# entry is completed by merged(): schema default < `defaults:` < its own fields.
+validate(config, "../config/schema/config.schema.yaml")
+
 CONFIGS = {e["name"]: merged(config, e) for e in config["configs"]}
 SPECS = {name: resolve(config, name) for name in CONFIGS}
-PAIRS = config.get("pairs", [])
-SLURM = config.get("slurm") or {}
-RETRIES = config.get("retries", 1)
+PAIRS = config["pairs"]
+RETRIES = config["retries"]
 
 
 wildcard_constraints:
@@ -44,19 +54,17 @@ def measure_outputs(kind):
 
 def sweep_configs():
     """Configs that run real collectives get an all-reduce size sweep."""
-    if "allreduce_sweep" not in config:
+    if not config["allreduce_sweep"]["sizes"]:
         return []
     return [c for c, s in SPECS.items() if s["tp"] > 1 and not s["emulate_tp"]]
 
 
-def slurm_field(field, default):
-    """Per-config SLURM setting, else the study's, else a default."""
+def slurm_field(field):
+    """A config's SLURM setting: its own slurm block, else the study's, else the schema's default."""
 
     def get(wildcards):
-        own = CONFIGS[wildcards.config].get("slurm") or {}
-        value = own.get(field, SLURM.get(field, default))
         if field == "gpu_model" and not CONFIGS[wildcards.config]["num_gpus"]:
             return None  # never ask for --gpus=<model>:0
-        return value
+        return CONFIGS[wildcards.config]["slurm"].get(field)
 
     return get

@@ -35,8 +35,8 @@ rule report:
         pairs=PAIRS,
         study=config["study"],
         report_params={
-            "unstable_cv": config.get("unstable_cv", 0.1),
-            "ratio_flag": config.get("ratio_flag", 0.25),
+            "unstable_cv": config["unstable_cv"],
+            "ratio_flag": config["ratio_flag"],
         },
     script:
         "../scripts/report.py"
