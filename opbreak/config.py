@@ -134,7 +134,8 @@ def _describe(err, config, prefix="") -> list[str]:
                 continue
             near = difflib.get_close_matches(str(key), valid, n=1)
             hint = f"did you mean {near[0]!r}?" if near else f"valid: {', '.join(valid)}"
-            lines.append(f"{where}.{key}: unknown field; {hint}" if where != "config" else f"{key}: unknown field; {hint}")
+            field = f"{where}.{key}" if where != "config" else str(key)
+            lines.append(f"{field}: unknown field; {hint}")
         return lines
     if err.validator in ("oneOf", "anyOf") and err.context:
         # report the branch that matched the value's type (a model dict, not the path string)
@@ -179,9 +180,13 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
             errs.append(f"models.{mname}: missing {missing}")
             continue
         if m["hidden_size"] % m["num_heads"]:
-            errs.append(f"models.{mname}: hidden_size {m['hidden_size']} is not divisible by num_heads {m['num_heads']}")
+            errs.append(
+                f"models.{mname}: hidden_size {m['hidden_size']} is not divisible by num_heads {m['num_heads']}"
+            )
         if m["num_heads"] % m["num_kv_heads"]:
-            errs.append(f"models.{mname}: num_heads {m['num_heads']} is not a multiple of num_kv_heads {m['num_kv_heads']}")
+            errs.append(
+                f"models.{mname}: num_heads {m['num_heads']} is not a multiple of num_kv_heads {m['num_kv_heads']}"
+            )
         models[mname] = m
     study = config.get("study", "")
     if not SAFE_NAME.match(str(study)):
@@ -242,7 +247,9 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
     if m["num_heads"] % tp:
         errs.append(f"{where}.tp: {tp} does not divide num_heads {m['num_heads']} of {c['model']}; pick a divisor")
     if m["num_kv_heads"] % tp:
-        errs.append(f"{where}.tp: {tp} does not divide num_kv_heads {m['num_kv_heads']} of {c['model']}; pick a divisor")
+        errs.append(
+            f"{where}.tp: {tp} does not divide num_kv_heads {m['num_kv_heads']} of {c['model']}; pick a divisor"
+        )
     if m["vocab_size"] % tp:
         errs.append(f"{where}.tp: {tp} does not divide vocab_size {m['vocab_size']} (vocab-parallel lm_head)")
     if m["intermediate_size"] % tp:
@@ -263,7 +270,9 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
         want = 1 if c["emulate_tp"] else tp
         if c["num_gpus"] != want:
             why = "emulated TP runs on one GPU" if c["emulate_tp"] else "one GPU per TP rank"
-            errs.append(f"{where}.num_gpus: {c['num_gpus']} but tp={tp}, emulate_tp={c['emulate_tp']} needs {want} ({why})")
+            errs.append(
+                f"{where}.num_gpus: {c['num_gpus']} but tp={tp}, emulate_tp={c['emulate_tp']} needs {want} ({why})"
+            )
         ids = c["gpu_ids"]
         if len(set(ids)) != len(ids):
             errs.append(f"{where}.gpu_ids: {ids} repeats a GPU id; list each GPU once")
@@ -277,7 +286,8 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
             have = gpus[gpu].get("mem_GiB") or gpus[gpu].get("mem_GB", 0) * 1e9 / 2**30
             if have and need > have * c["gpu_mem_fraction"]:
                 errs.append(f"{where}: needs ~{need:.1f} GiB per GPU ({parts}) but {gpu} has {have:.1f} GiB x "
-                            f"gpu_mem_fraction {c['gpu_mem_fraction']}; lower batch/lengths, raise tp or truncate num_layers")
+                            f"gpu_mem_fraction {c['gpu_mem_fraction']}; lower batch/lengths, raise tp or "
+                            "truncate num_layers")
     if c["emulate_tp"] and c["backend"] == "torch" and gpu == "cpu" and tp == 1:
         errs.append(f"{where}.emulate_tp: true with tp 1 emulates nothing; set tp > 1 or drop emulate_tp")
     if c["weights"] is not None:
