@@ -123,9 +123,9 @@ def _where(path, config) -> str:
     return out or "config"
 
 
-def _describe(err, config, prefix="") -> list[str]:
+def _describe(err, config) -> list[str]:
     """One line per problem of a jsonschema error, unknown fields with the closest valid name."""
-    where = prefix + _where(list(err.absolute_path), config)
+    where = _where(list(err.absolute_path), config)
     if err.validator == "additionalProperties" and err.validator_value is False and isinstance(err.instance, dict):
         valid = list(err.schema.get("properties", {}))
         lines = []
@@ -141,27 +141,32 @@ def _describe(err, config, prefix="") -> list[str]:
         # report the branch that matched the value's type (a model dict, not the path string)
         typed = [e for e in err.context if e.validator != "type" or e.relative_path]
         if typed:
-            return [line for e in typed for line in _describe(e, config, prefix)]
+            return [line for e in typed for line in _describe(e, config)]
     return [f"{where}: {err.message}"]
 
 
-_MODELS_SCHEMA = {"$defs": schema()["$defs"], "type": "object",
-                  "properties": {"models": {"type": "object", "additionalProperties": {"$ref": "#/$defs/model"}}}}
-
-
-def schema_errors(config, sub: dict | None = None, prefix="") -> list[str]:
+def schema_errors(config, sub: dict | None = None) -> list[str]:
     """Every schema violation of ``config`` (or of a part, against ``sub``), each naming where."""
     from jsonschema import Draft202012Validator
 
     v = Draft202012Validator(sub if sub is not None else schema())
     errs = sorted(v.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    return [line for e in errs for line in _describe(e, config, prefix)]
+    return [line for e in errs for line in _describe(e, config)]
+
+
+def _model_file_errors(name, model) -> list[str]:
+    """Schema violations of a model loaded from a file (the config's schema saw only its path)."""
+    sub = {
+        "$defs": schema()["$defs"],
+        "properties": {"models": {"additionalProperties": {"$ref": "#/$defs/model"}}},
+    }
+    return schema_errors({"models": {name: model}}, sub)
 
 
 def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
     """Every problem of ``config`` (schema, then meaning), all at once; empty list means it is good."""
     schema_errs = schema_errors(config)
-    errs = list(schema_errs)
+    errs = []  # semantic problems
     models = {}
     for mname, mval in (config.get("models") or {}).items():
         try:
@@ -172,9 +177,7 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
         except (TypeError, AttributeError):
             continue  # not a dict nor a path: the schema error says so
         if isinstance(mval, str):  # a model file: the schema has not seen it yet
-            file_errs = [f"{e} (in {mval})" for e in schema_errors({"models": {mname: m}}, _MODELS_SCHEMA)]
-            errs += file_errs
-            schema_errs += file_errs
+            schema_errs += [f"{e} (in {mval})" for e in _model_file_errors(mname, m)]
         missing = [k for k in MODEL_KEYS if k not in m]
         if missing:
             errs.append(f"models.{mname}: missing {missing}")
@@ -213,7 +216,7 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
         if p.get("a") is not None and p.get("a") == p.get("b"):
             errs.append(f"{where}.b: {p['b']!r} is also a; a pair compares two different configs, "
                         f"pick b from {sorted(seen - {p['a']})}")
-    return errs
+    return schema_errs + errs
 
 
 def _check_entry(config, i, entry, models, gpus, seen, errs, root):
