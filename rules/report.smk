@@ -17,7 +17,6 @@ rule report:
         decode_steps="results/theory/decode_steps.csv",
         ceilings="results/theory/ceilings.csv",
         template="report/templates/all.md.j2",
-        caption="report/templates/figures.rst",
     output:
         md="report/all.md",
         figures=report(
