@@ -12,7 +12,7 @@ import json
 
 import pandas as pd
 
-from .config import DEFAULTS
+from .config import field_defaults
 from .ops import LAYER_OPS, OPS
 from .stats import summarize_groups
 
@@ -24,7 +24,8 @@ def check_provenance(prov: dict, spec: dict, path: str):
     """Reject a result whose recorded spec is not the config it is filed under."""
     recorded = prov.get("spec", {})
     # a field added after the recording counts as recorded at its default
-    diffs = [k for k in sorted(set(spec) | set(recorded)) if recorded.get(k, DEFAULTS.get(k)) != spec.get(k)]
+    defaults = field_defaults()
+    diffs = [k for k in sorted(set(spec) | set(recorded)) if recorded.get(k, defaults.get(k)) != spec.get(k)]
     if prov.get("config") != spec["name"] or diffs:
         shown = ", ".join(f"{k}: recorded {recorded.get(k)!r} vs config {spec.get(k)!r}" for k in diffs[:5])
         raise ProvenanceError(

@@ -1,44 +1,29 @@
-"""Semantic config checks and per-config spec resolution.
+"""Config checks, defaults and per-config spec resolution.
 
-The JSON schema (config/schema/config.schema.yaml, applied by snakemake's
-``validate()``) checks types; this module checks what a schema cannot (tp
-divides heads, names unique and path-safe, memory fits, pairs exist) and
-returns every problem at once, each naming config, field and fix, before any
-job starts.
+The JSON schema (config/schema/config.schema.yaml) is the one home of every
+config field, its type and its default: ``check()`` applies it (every
+violation at once, unknown fields with the closest valid name) and then checks
+what a schema cannot (tp divides heads, names unique and path-safe, memory
+fits, pairs exist and differ); every problem names config, field and fix,
+before any job starts. Defaults are filled from the schema (snakemake's
+``validate()`` in the workflow, ``with_defaults()`` here: the same mechanism);
+a config entry is completed by ``merged()``: schema default < the study's
+``defaults:`` < the entry.
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
+import functools
 import re
 from pathlib import Path
 
 import yaml
 
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema" / "config.schema.yaml"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-DEFAULTS = dict(
-    backend="torch",
-    gpu="cpu",
-    num_gpus=0,
-    tp=1,
-    emulate_tp=False,
-    gpu_ids=None,
-    topology="auto",
-    dtype="float32",
-    timing=None,  # perf_counter on cpu, cuda_events on GPUs
-    num_layers=None,
-    weights=None,
-    decode_sample=0,
-    kernel_steps=8,
-    transport="auto",
-    warmup=1,
-    timeout_s=3600,
-    collective_timeout_s=600,
-    gpu_mem_fraction=0.9,
-    threads_per_rank=None,
-    slurm=None,
-    repeats=None,
-)
 MODEL_KEYS = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vocab_size")
 
 
@@ -46,37 +31,147 @@ class ConfigError(ValueError):
     """All problems of a config file, one per line."""
 
 
+@functools.lru_cache(maxsize=1)
+def schema() -> dict:
+    """The config schema (read once)."""
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _defaults_of(subschema: dict) -> dict:
+    """{property: default} of a schema object, in the schema's order (fresh copies)."""
+    return {k: copy.deepcopy(v["default"]) for k, v in subschema["properties"].items() if "default" in v}
+
+
+def _block_defaults(key: str) -> dict:
+    """The built-in defaults of a top-level block whose schema is allOf [its type, {properties: defaults}]."""
+    return _defaults_of(schema()["properties"][key]["allOf"][1])
+
+
+def field_defaults() -> dict:
+    """The built-in default of every config field (what a config that sets nothing gets)."""
+    return _block_defaults("defaults")
+
+
+def config_fields() -> list[str]:
+    """Every valid field of a config entry (and of ``defaults:``), from the schema."""
+    return list(schema()["$defs"]["hwconfig_fields"]["properties"])
+
+
+def _filling_validator():
+    """A jsonschema validator that fills ``default`` values while it validates, as snakemake's validate() does."""
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, props, instance, subschema):
+        if isinstance(instance, dict):
+            for k, v in props.items():
+                if "default" in v:
+                    instance.setdefault(k, copy.deepcopy(v["default"]))
+        yield from properties(validator, props, instance, subschema)
+
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})(schema())
+
+
+def with_defaults(config: dict) -> dict:
+    """A copy of ``config`` with the schema's defaults filled in (what snakemake's validate() does)."""
+    c = copy.deepcopy(config)
+    for _ in _filling_validator().iter_errors(c):
+        pass  # check() reports them; here we only fill
+    return c
+
+
 def load_model(value, name, root="."):
-    """A model entry is a dict or a path to a YAML file holding one."""
+    """A model entry is a dict or a path to a YAML file holding one; the schema's defaults fill it."""
     if isinstance(value, str):
         path = Path(root) / value
         if not path.is_file():
             raise ConfigError(f"models.{name}: file {value!r} not found (relative to {Path(root).resolve()})")
         value = yaml.safe_load(path.read_text())
-    m = dict(value)
-    m.setdefault("name", name)
-    m.setdefault("rms_eps", 1e-5)
-    m.setdefault("rope_theta", 10000.0)
+    defaults = _defaults_of(schema()["$defs"]["model"])
+    # Same key order whether or not validate() filled the defaults already (the spec is a rerun trigger).
+    m = {k: v for k, v in value.items() if k not in defaults}
+    m.setdefault("name", value.get("name", name))
+    for k, v in defaults.items():
+        m[k] = value.get(k, v)
     return m
 
 
 def merged(config, entry):
-    """A config entry with top-level defaults and built-in defaults filled in."""
-    c = dict(DEFAULTS)
-    c.update({k: v for k, v in (config.get("defaults") or {}).items()})
+    """A config entry completed: schema defaults < the study's ``defaults:`` < the entry, then derived fields."""
+    c = _block_defaults("defaults")
+    c.update(config.get("defaults") or {})
     c.update(entry)
     if c["timing"] is None:
         c["timing"] = "perf_counter" if c["gpu"] == "cpu" else "cuda_events"
     if c["gpu_ids"] is None:
         c["gpu_ids"] = [] if c["gpu"] == "cpu" else list(range(c["num_gpus"]))
     if c["repeats"] is None:
-        c["repeats"] = config.get("repeats", 3)
+        c["repeats"] = config.get("repeats", schema()["properties"]["repeats"]["default"])
+    # schema defaults < the study's slurm block < the config's own, field by field
+    c["slurm"] = {**_block_defaults("slurm"), **(config.get("slurm") or {}), **(c.get("slurm") or {})}
     return c
 
 
+def _where(path, config) -> str:
+    """'configs[1] ('t2').tp', 'pairs[0].b', 'models.micro.hidden_size' for a jsonschema path."""
+    out, node = "", config
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if out.startswith("configs[") and out.count("[") == 1 and isinstance(node, dict) and "name" in node:
+                out += f" ({node['name']!r})"
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "config"
+
+
+def _describe(err, config) -> list[str]:
+    """One line per problem of a jsonschema error, unknown fields with the closest valid name."""
+    where = _where(list(err.absolute_path), config)
+    if err.validator == "additionalProperties" and err.validator_value is False and isinstance(err.instance, dict):
+        valid = list(err.schema.get("properties", {}))
+        lines = []
+        for key in err.instance:
+            if key in valid:
+                continue
+            near = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"valid: {', '.join(valid)}"
+            field = f"{where}.{key}" if where != "config" else str(key)
+            lines.append(f"{field}: unknown field; {hint}")
+        return lines
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        # report the branch that matched the value's type (a model dict, not the path string)
+        typed = [e for e in err.context if e.validator != "type" or e.relative_path]
+        if typed:
+            return [line for e in typed for line in _describe(e, config)]
+    return [f"{where}: {err.message}"]
+
+
+def schema_errors(config, sub: dict | None = None) -> list[str]:
+    """Every schema violation of ``config`` (or of a part, against ``sub``), each naming where."""
+    from jsonschema import Draft202012Validator
+
+    v = Draft202012Validator(sub if sub is not None else schema())
+    errs = sorted(v.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    return [line for e in errs for line in _describe(e, config)]
+
+
+def _model_file_errors(name, model) -> list[str]:
+    """Schema violations of a model loaded from a file (the config's schema saw only its path)."""
+    sub = {
+        "$defs": schema()["$defs"],
+        "properties": {"models": {"additionalProperties": {"$ref": "#/$defs/model"}}},
+    }
+    return schema_errors({"models": {name: model}}, sub)
+
+
 def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
-    """Every semantic problem of ``config``; empty list means it is good."""
-    errs = []
+    """Every problem of ``config`` (schema, then meaning), all at once; empty list means it is good."""
+    schema_errs = schema_errors(config)
+    errs = []  # semantic problems
     models = {}
     for mname, mval in (config.get("models") or {}).items():
         try:
@@ -84,14 +179,22 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
         except ConfigError as e:
             errs.append(str(e))
             continue
+        except (TypeError, AttributeError):
+            continue  # not a dict nor a path: the schema error says so
+        if isinstance(mval, str):  # a model file: the schema has not seen it yet
+            schema_errs += [f"{e} (in {mval})" for e in _model_file_errors(mname, m)]
         missing = [k for k in MODEL_KEYS if k not in m]
         if missing:
             errs.append(f"models.{mname}: missing {missing}")
             continue
         if m["hidden_size"] % m["num_heads"]:
-            errs.append(f"models.{mname}: hidden_size {m['hidden_size']} is not divisible by num_heads {m['num_heads']}")
+            errs.append(
+                f"models.{mname}: hidden_size {m['hidden_size']} is not divisible by num_heads {m['num_heads']}"
+            )
         if m["num_heads"] % m["num_kv_heads"]:
-            errs.append(f"models.{mname}: num_heads {m['num_heads']} is not a multiple of num_kv_heads {m['num_kv_heads']}")
+            errs.append(
+                f"models.{mname}: num_heads {m['num_heads']} is not a multiple of num_kv_heads {m['num_kv_heads']}"
+            )
         models[mname] = m
     study = config.get("study", "")
     if not SAFE_NAME.match(str(study)):
@@ -99,92 +202,118 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
     seen = set()
     gpus = (catalog or {}).get("gpus", {})
     for i, entry in enumerate(config.get("configs") or []):
-        name = entry.get("name", f"#{i}")
-        where = f"configs[{i}] ({name!r})"
-        n_before = len(errs)
-        if not SAFE_NAME.match(str(name)):
-            errs.append(f"{where}.name: {name!r} is not a safe path part (no '/', spaces or shell characters); "
-                        "use letters, digits, '.', '_', '-', at most 64")
-        if name in seen:
-            errs.append(f"{where}.name: duplicate config name {name!r}; config names must be unique")
-        seen.add(name)
-        c = merged(config, entry)
-        for f in ("batch", "input_len", "output_len"):
-            if f not in c:
-                errs.append(f"{where}.{f}: missing; set a positive integer")
-            elif not isinstance(c[f], int) or c[f] <= 0:
-                errs.append(f"{where}.{f}: {c[f]!r} must be a positive integer")
-        if c["repeats"] < 1:
-            errs.append(f"{where}.repeats: {c['repeats']} must be >= 1")
-        if "model" not in c:
-            errs.append(f"{where}.model: missing; name one of {sorted(models)}")
-            continue
-        if c["model"] not in models:
-            if c["model"] not in (config.get("models") or {}):
-                errs.append(f"{where}.model: unknown model {c['model']!r}; known: {sorted(models)}")
-            continue
-        m = models[c["model"]]
-        tp = c["tp"]
-        if m["num_heads"] % tp:
-            errs.append(f"{where}.tp: {tp} does not divide num_heads {m['num_heads']} of {c['model']}; pick a divisor")
-        if m["num_kv_heads"] % tp:
-            errs.append(f"{where}.tp: {tp} does not divide num_kv_heads {m['num_kv_heads']} of {c['model']}; pick a divisor")
-        if m["vocab_size"] % tp:
-            errs.append(f"{where}.tp: {tp} does not divide vocab_size {m['vocab_size']} (vocab-parallel lm_head)")
-        if m["intermediate_size"] % tp:
-            errs.append(f"{where}.tp: {tp} does not divide intermediate_size {m['intermediate_size']}")
-        if c["num_layers"] is not None and not (1 <= c["num_layers"] <= m["num_layers"]):
-            errs.append(f"{where}.num_layers: {c['num_layers']} must be between 1 and the model's {m['num_layers']}")
-        gpu = c["gpu"]
-        if gpu == "cpu":
-            if c["backend"] != "torch":
-                errs.append(f"{where}.backend: {c['backend']!r} needs a GPU; on gpu: cpu use backend: torch")
-            if c["num_gpus"] != 0:
-                errs.append(f"{where}.num_gpus: {c['num_gpus']} on gpu: cpu; set 0 (ranks are processes, tp of them)")
-            if c["timing"] not in ("perf_counter",):
-                errs.append(f"{where}.timing: {c['timing']!r} needs CUDA; on gpu: cpu use perf_counter")
-        else:
-            if gpus and gpu not in gpus:
-                errs.append(f"{where}.gpu: unknown GPU model {gpu!r}; known: {sorted(gpus)} (config/hardware.yaml)")
-            want = 1 if c["emulate_tp"] else tp
-            if c["num_gpus"] != want:
-                why = "emulated TP runs on one GPU" if c["emulate_tp"] else "one GPU per TP rank"
-                errs.append(f"{where}.num_gpus: {c['num_gpus']} but tp={tp}, emulate_tp={c['emulate_tp']} needs {want} ({why})")
-            ids = c["gpu_ids"]
-            if len(set(ids)) != len(ids):
-                errs.append(f"{where}.gpu_ids: {ids} repeats a GPU id; list each GPU once")
-            if len(ids) != c["num_gpus"]:
-                errs.append(f"{where}.gpu_ids: {ids} has {len(ids)} ids but num_gpus is {c['num_gpus']}")
-            if c["timing"] == "perf_counter":
-                errs.append(f"{where}.timing: perf_counter does not see asynchronous CUDA work; use cuda_events "
-                            "(or blocking_host for the seed's CUDA_LAUNCH_BLOCKING method)")
-            if gpus and gpu in gpus and len(errs) == n_before:
-                need, parts = memory_estimate_gib(m, c)
-                have = gpus[gpu].get("mem_GiB") or gpus[gpu].get("mem_GB", 0) * 1e9 / 2**30
-                if have and need > have * c["gpu_mem_fraction"]:
-                    errs.append(f"{where}: needs ~{need:.1f} GiB per GPU ({parts}) but {gpu} has {have:.1f} GiB x "
-                                f"gpu_mem_fraction {c['gpu_mem_fraction']}; lower batch/lengths, raise tp or truncate num_layers")
-        if c["emulate_tp"] and c["backend"] == "torch" and gpu == "cpu" and tp == 1:
-            errs.append(f"{where}.emulate_tp: true with tp 1 emulates nothing; set tp > 1 or drop emulate_tp")
-        if c["weights"] is not None:
-            wp = Path(root) / c["weights"]
-            if not wp.is_dir():
-                errs.append(f"{where}.weights: {c['weights']!r} is not a directory; give a local HF directory "
-                            "(config.json + *.safetensors) or null for random weights")
-            else:
-                from .weights import WeightsError, check_weights_dir
-
-                try:
-                    check_weights_dir(wp, m)
-                except WeightsError as e:
-                    errs.append(f"{where}.{e}")
-        if c["decode_sample"] and c["decode_sample"] > c.get("output_len", 0):
-            errs.append(f"{where}.decode_sample: {c['decode_sample']} exceeds output_len; use 0 (all steps) or fewer")
+        if not isinstance(entry, dict):
+            continue  # the schema error says so
+        try:
+            _check_entry(config, i, entry, models, gpus, seen, errs, root)
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError):
+            if not schema_errs:
+                raise  # a bug here, not a bad value the schema already reported
     for j, p in enumerate(config.get("pairs") or []):
+        if not isinstance(p, dict):
+            continue
+        where = f"pairs[{j}]" + (f" ({p['label']!r})" if p.get("label") else "")
         for side in ("a", "b"):
             if p.get(side) not in seen:
-                errs.append(f"pairs[{j}].{side}: unknown config {p.get(side)!r}; known: {sorted(seen)}")
-    return errs
+                near = difflib.get_close_matches(str(p.get(side)), sorted(seen), n=1)
+                hint = f"did you mean {near[0]!r}?" if near else f"known: {sorted(seen)}"
+                errs.append(f"{where}.{side}: unknown config {p.get(side)!r}; {hint}")
+        if p.get("a") is not None and p.get("a") == p.get("b"):
+            errs.append(f"{where}.b: {p['b']!r} is also a; a pair compares two different configs, "
+                        f"pick b from {sorted(seen - {p['a']})}")
+    return schema_errs + errs
+
+
+def _check_entry(config, i, entry, models, gpus, seen, errs, root):
+    """Semantic problems of config entry ``i`` (appended to ``errs``)."""
+    name = entry.get("name", f"#{i}")
+    where = f"configs[{i}] ({name!r})"
+    n_before = len(errs)
+    if not SAFE_NAME.match(str(name)):
+        errs.append(f"{where}.name: {name!r} is not a safe path part (no '/', spaces or shell characters); "
+                    "use letters, digits, '.', '_', '-', at most 64")
+    if name in seen:
+        errs.append(f"{where}.name: duplicate config name {name!r}; config names must be unique")
+    seen.add(name)
+    c = merged(config, entry)
+    for f in ("batch", "input_len", "output_len"):
+        if f not in c:
+            errs.append(f"{where}.{f}: missing; set a positive integer")
+        elif not isinstance(c[f], int) or c[f] <= 0:
+            errs.append(f"{where}.{f}: {c[f]!r} must be a positive integer")
+    if c["repeats"] < 1:
+        errs.append(f"{where}.repeats: {c['repeats']} must be >= 1")
+    if "model" not in c:
+        errs.append(f"{where}.model: missing; name one of {sorted(models)}")
+        return
+    if c["model"] not in models:
+        if c["model"] not in (config.get("models") or {}):
+            errs.append(f"{where}.model: unknown model {c['model']!r}; known: {sorted(models)}")
+        return
+    m = models[c["model"]]
+    tp = c["tp"]
+    if m["num_heads"] % tp:
+        errs.append(f"{where}.tp: {tp} does not divide num_heads {m['num_heads']} of {c['model']}; pick a divisor")
+    if m["num_kv_heads"] % tp:
+        errs.append(
+            f"{where}.tp: {tp} does not divide num_kv_heads {m['num_kv_heads']} of {c['model']}; pick a divisor"
+        )
+    if m["vocab_size"] % tp:
+        errs.append(f"{where}.tp: {tp} does not divide vocab_size {m['vocab_size']} (vocab-parallel lm_head)")
+    if m["intermediate_size"] % tp:
+        errs.append(f"{where}.tp: {tp} does not divide intermediate_size {m['intermediate_size']}")
+    if c["num_layers"] is not None and not (1 <= c["num_layers"] <= m["num_layers"]):
+        errs.append(f"{where}.num_layers: {c['num_layers']} must be between 1 and the model's {m['num_layers']}")
+    gpu = c["gpu"]
+    if gpu == "cpu":
+        if c["backend"] != "torch":
+            errs.append(f"{where}.backend: {c['backend']!r} needs a GPU; on gpu: cpu use backend: torch")
+        if c["num_gpus"] != 0:
+            errs.append(f"{where}.num_gpus: {c['num_gpus']} on gpu: cpu; set 0 (ranks are processes, tp of them)")
+        if c["timing"] not in ("perf_counter",):
+            errs.append(f"{where}.timing: {c['timing']!r} needs CUDA; on gpu: cpu use perf_counter")
+    else:
+        if gpus and gpu not in gpus:
+            errs.append(f"{where}.gpu: unknown GPU model {gpu!r}; known: {sorted(gpus)} (config/hardware.yaml)")
+        want = 1 if c["emulate_tp"] else tp
+        if c["num_gpus"] != want:
+            why = "emulated TP runs on one GPU" if c["emulate_tp"] else "one GPU per TP rank"
+            errs.append(
+                f"{where}.num_gpus: {c['num_gpus']} but tp={tp}, emulate_tp={c['emulate_tp']} needs {want} ({why})"
+            )
+        ids = c["gpu_ids"]
+        if len(set(ids)) != len(ids):
+            errs.append(f"{where}.gpu_ids: {ids} repeats a GPU id; list each GPU once")
+        if len(ids) != c["num_gpus"]:
+            errs.append(f"{where}.gpu_ids: {ids} has {len(ids)} ids but num_gpus is {c['num_gpus']}")
+        if c["timing"] == "perf_counter":
+            errs.append(f"{where}.timing: perf_counter does not see asynchronous CUDA work; use cuda_events "
+                        "(or blocking_host for the seed's CUDA_LAUNCH_BLOCKING method)")
+        if gpus and gpu in gpus and len(errs) == n_before:
+            need, parts = memory_estimate_gib(m, c)
+            have = gpus[gpu].get("mem_GiB") or gpus[gpu].get("mem_GB", 0) * 1e9 / 2**30
+            if have and need > have * c["gpu_mem_fraction"]:
+                errs.append(f"{where}: needs ~{need:.1f} GiB per GPU ({parts}) but {gpu} has {have:.1f} GiB x "
+                            f"gpu_mem_fraction {c['gpu_mem_fraction']}; lower batch/lengths, raise tp or "
+                            "truncate num_layers")
+    if c["emulate_tp"] and c["backend"] == "torch" and gpu == "cpu" and tp == 1:
+        errs.append(f"{where}.emulate_tp: true with tp 1 emulates nothing; set tp > 1 or drop emulate_tp")
+    if c["weights"] is not None:
+        wp = Path(root) / c["weights"]
+        if not wp.is_dir():
+            errs.append(f"{where}.weights: {c['weights']!r} is not a directory; give a local HF directory "
+                        "(config.json + *.safetensors) or null for random weights")
+        else:
+            from .weights import WeightsError, check_weights_dir
+
+            try:
+                check_weights_dir(wp, m)
+            except WeightsError as e:
+                errs.append(f"{where}.{e}")
+    if c["decode_sample"] and c["decode_sample"] > c.get("output_len", 0):
+        errs.append(f"{where}.decode_sample: {c['decode_sample']} exceeds output_len; use 0 (all steps) or fewer")
+
+
 
 
 def memory_estimate_gib(model, c):
@@ -203,8 +332,8 @@ def memory_estimate_gib(model, c):
 
 def resolve(config: dict, name: str, root=".") -> dict:
     """Everything one measure job needs, and nothing else: its rerun trigger."""
-    entry = next(e for e in config["configs"] if e["name"] == name)
-    c = merged(config, entry)
+    config = with_defaults(config)
+    c = merged(config, next(e for e in config["configs"] if e["name"] == name))
     model = load_model(config["models"][c["model"]], c["model"], root)
     spec = dict(c)
     spec.update(
@@ -213,8 +342,8 @@ def resolve(config: dict, name: str, root=".") -> dict:
         device="cpu" if c["gpu"] == "cpu" else "cuda",
         model_layers=model["num_layers"],
         num_layers=c["num_layers"] or model["num_layers"],
-        seed=config.get("seed", 0),
-        hardware_catalog=config.get("hardware_catalog", "config/hardware.yaml"),
+        seed=config["seed"],
+        hardware_catalog=config["hardware_catalog"],
     )
     spec.pop("slurm", None)  # scheduling, not measurement: must not trigger reruns
     spec.pop("repeats", None)

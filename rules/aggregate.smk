@@ -21,6 +21,6 @@ rule aggregate:
     conda:
         "../envs/analysis.yaml"
     params:
-        unstable_cv=config.get("unstable_cv", 0.1),
+        unstable_cv=config["unstable_cv"],
     script:
         "../scripts/aggregate.py"

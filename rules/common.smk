@@ -5,27 +5,37 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.utils import validate
 
-from opbreak.config import ConfigError, check, merged, prepend_pythonpath, resolve
+from opbreak.config import (
+    ConfigError,
+    check,
+    merged,
+    prepend_pythonpath,
+    resolve,
+    with_defaults,
+)
 from opbreak.hardware import load_catalog
 from opbreak.transport import link_key
 
 # Jobs (shell:, script:, conda envs, SLURM) import opbreak from this checkout.
 prepend_pythonpath(workflow.basedir)
 
-validate(config, "../config/schema/config.schema.yaml")
-
-_catalog_path = config.get("hardware_catalog", "config/hardware.yaml")
-_errors = check(config, root=".", catalog=load_catalog(_catalog_path))
+# Every problem at once (schema and meaning), each naming config and field, before any job.
+_errors = check(
+    config, root=".", catalog=load_catalog(with_defaults(config)["hardware_catalog"])
+)
 if _errors:
     raise ConfigError(
         "invalid config (nothing was run):\n  - " + "\n  - ".join(_errors)
     )
 
+# Defaults live in the schema only: validate() fills them, rules read config[k]; each config
+# entry is completed by merged(): schema default < `defaults:` < its own fields.
+validate(config, "../config/schema/config.schema.yaml")
+
 CONFIGS = {e["name"]: merged(config, e) for e in config["configs"]}
 SPECS = {name: resolve(config, name) for name in CONFIGS}
-PAIRS = config.get("pairs", [])
-SLURM = config.get("slurm") or {}
-RETRIES = config.get("retries", 1)
+PAIRS = config["pairs"]
+RETRIES = config["retries"]
 
 
 wildcard_constraints:
@@ -48,7 +58,7 @@ def measure_outputs(kind):
 # the value is the config whose GPUs and resources the sweep borrows.
 LINKS = {}
 for _name, _spec in SPECS.items():
-    if "allreduce_sweep" in config and _spec["tp"] > 1 and not _spec["emulate_tp"]:
+    if config["allreduce_sweep"]["sizes"] and _spec["tp"] > 1 and not _spec["emulate_tp"]:
         LINKS.setdefault(link_key(_spec), _name)
 
 
@@ -56,15 +66,14 @@ def link_spec(field):
     return lambda wc: SPECS[LINKS[wc.link]][field]
 
 
-def slurm_field(field, default):
-    """Per-config SLURM setting, else the study's, else a default (sweeps: their link's config)."""
+def slurm_field(field):
+    """A config's SLURM setting: its own slurm block, else the study's, else the schema's default
+    (a sweep takes its link's config)."""
 
     def get(wildcards):
         name = wildcards.config if "config" in wildcards.keys() else LINKS[wildcards.link]
-        own = CONFIGS[name].get("slurm") or {}
-        value = own.get(field, SLURM.get(field, default))
         if field == "gpu_model" and not CONFIGS[name]["num_gpus"]:
             return None  # never ask for --gpus=<model>:0
-        return value
+        return CONFIGS[name]["slurm"].get(field)
 
     return get

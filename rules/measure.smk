@@ -31,12 +31,12 @@ rule measure:
         "../envs/measure.yaml"
     resources:
         gpu=lambda wc: CONFIGS[wc.config]["num_gpus"],
-        gpu_model=slurm_field("gpu_model", None),
-        slurm_partition=slurm_field("partition", None),
-        slurm_account=slurm_field("account", None),
-        runtime=slurm_field("runtime", 60),
-        mem_mb=slurm_field("mem_mb", 8000),
-        cpus_per_task=slurm_field("cpus_per_task", 2),
+        gpu_model=slurm_field("gpu_model"),
+        slurm_partition=slurm_field("partition"),
+        slurm_account=slurm_field("account"),
+        runtime=slurm_field("runtime"),
+        mem_mb=slurm_field("mem_mb"),
+        cpus_per_task=slurm_field("cpus_per_task"),
         on_last_attempt=lambda wc, attempt: (
             "--record-failure" if attempt > RETRIES else ""
         ),
@@ -55,18 +55,16 @@ rule sweep:
         "../envs/measure.yaml"
     resources:
         gpu=lambda wc: CONFIGS[LINKS[wc.link]]["num_gpus"],
-        slurm_partition=slurm_field("partition", None),
-        slurm_account=slurm_field("account", None),
-        runtime=slurm_field("runtime", 60),
+        slurm_partition=slurm_field("partition"),
+        slurm_account=slurm_field("account"),
+        runtime=slurm_field("runtime"),
     params:
         world=link_spec("tp"),
         device=link_spec("device"),
         transport=link_spec("transport"),
         gpu_ids=lambda wc: ",".join(map(str, SPECS[LINKS[wc.link]]["gpu_ids"] or [])),
-        sizes=" ".join(
-            str(int(s)) for s in config.get("allreduce_sweep", {}).get("sizes", [])
-        ),
-        iters=int(config.get("allreduce_sweep", {}).get("iters", 20)),
+        sizes=" ".join(str(int(s)) for s in config["allreduce_sweep"]["sizes"]),
+        iters=int(config["allreduce_sweep"]["iters"]),
     shell:
         "python -m opbreak.sweep --config-name {wildcards.link} --world {params.world}"
         " --device {params.device} --transport {params.transport} --iters {params.iters}"

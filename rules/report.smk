@@ -17,7 +17,6 @@ rule report:
         decode_steps="results/theory/decode_steps.csv",
         ceilings="results/theory/ceilings.csv",
         template="report/templates/all.md.j2",
-        caption="report/templates/figures.rst",
     output:
         md="report/all.md",
         figures=report(
@@ -35,8 +34,8 @@ rule report:
         pairs=PAIRS,
         study=config["study"],
         report_params={
-            "unstable_cv": config.get("unstable_cv", 0.1),
-            "ratio_flag": config.get("ratio_flag", 0.25),
+            "unstable_cv": config["unstable_cv"],
+            "ratio_flag": config["ratio_flag"],
         },
     script:
         "../scripts/report.py"

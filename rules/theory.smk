@@ -4,13 +4,12 @@
 rule theory:
     input:
         ops_summary="results/aggregate/ops_summary.csv",
-        phase_summary="results/aggregate/phase_summary.csv",
         ops_repeats="results/aggregate/ops_repeats.csv",
         phase_totals="results/aggregate/phase_totals.csv",
         steps="results/aggregate/steps.csv",
         provenance="results/aggregate/provenance.json",
         specs=expand("results/specs/{config}.json", config=CONFIGS),
-        catalog=config.get("hardware_catalog", "config/hardware.yaml"),
+        catalog=config["hardware_catalog"],
         sweeps=expand("results/sweep/{link}.csv", link=LINKS),
     output:
         ops="results/theory/ops.csv",
@@ -25,6 +24,6 @@ rule theory:
         "../envs/analysis.yaml"
     params:
         pairs=PAIRS,
-        ratio_flag=config.get("ratio_flag", 0.25),
+        ratio_flag=config["ratio_flag"],
     script:
         "../scripts/theory.py"

@@ -39,7 +39,8 @@ CASES = [
      ["models.f", "not found"]),
     ("heads-not-multiple-of-kv", lambda c: {**c, "models": {"micro": {**c["models"]["micro"], "num_kv_heads": 3}}},
      ["models.micro", "not a multiple of num_kv_heads"]),
-    ("pair-unknown-config", lambda c: {**c, "pairs": [{"a": "t1", "b": "ghost"}]}, ["pairs[0].b", "unknown config 'ghost'"]),
+    ("pair-unknown-config", lambda c: {**c, "pairs": [{"a": "t1", "b": "ghost"}]},
+     ["pairs[0].b", "unknown config 'ghost'"]),
     ("lightllm-on-cpu", lambda c: with_cfg(c, backend="lightllm"), ["('t1').backend", "needs a GPU"]),
     ("cuda-timing-on-cpu", lambda c: with_cfg(c, timing="cuda_events"), ["('t1').timing", "needs CUDA"]),
     ("weights-path-missing", lambda c: with_cfg(c, weights="/no/such/dir"), ["('t1').weights", "not a directory"]),
@@ -137,4 +138,103 @@ def test_snakemake_refuses_a_bad_config_before_any_job(workflow_copy, tiny_confi
     out = p.stdout + p.stderr
     assert p.returncode != 0
     assert "invalid config (nothing was run)" in out and "configs[1] ('t2').tp: 3 does not divide num_heads 4" in out
+    assert not (workflow_copy / "results").exists()
+
+
+def test_misspelt_field_is_refused_with_the_closest_name(tiny_config):
+    tiny_config["configs"][1]["batch_size"] = 8
+    tiny_config["defaults"]["timout_s"] = 5
+    tiny_config["configs"][0]["slurm"] = {"partion": "gpu"}
+    tiny_config["repeat"] = 2
+    text = "\n".join(check(tiny_config, catalog=CATALOG))
+    assert "configs[1] ('t2').batch_size: unknown field; did you mean 'batch'?" in text, text
+    assert "defaults.timout_s: unknown field; did you mean 'timeout_s'?" in text, text
+    assert "configs[0] ('t1').slurm.partion: unknown field; did you mean 'partition'?" in text, text
+    assert "repeat: unknown field; did you mean 'repeats'?" in text, text
+
+
+def test_misspelt_field_in_a_model_file_is_refused(tiny_config, tmp_path):
+    (tmp_path / "m.yaml").write_text("hidden_size: 64\nintermediate_size: 160\nnum_layers: 2\nnum_heads: 4\n"
+                                     "num_kv_heads: 2\nvocab_size: 256\nrope_thetta: 10000.0\n")
+    tiny_config["models"]["micro"] = "m.yaml"
+    text = "\n".join(check(tiny_config, root=tmp_path, catalog=CATALOG))
+    assert "models.micro.rope_thetta: unknown field; did you mean 'rope_theta'? (in m.yaml)" in text, text
+
+
+def test_valid_fields_come_from_the_schema(tiny_config, monkeypatch):
+    """Adding a property to the schema is all it takes for a new config field to be accepted."""
+    import copy
+
+    from opbreak import config as cfgmod
+
+    tiny_config["configs"][0]["transport"] = "gloo"
+    assert any("transport: unknown field" in e for e in check(tiny_config, catalog=CATALOG))
+    extended = copy.deepcopy(cfgmod.schema())
+    extended["$defs"]["hwconfig_fields"]["properties"]["transport"] = {"type": "string"}
+    monkeypatch.setattr(cfgmod, "schema", lambda: extended)
+    assert check(tiny_config, catalog=CATALOG) == []
+    assert "transport" in cfgmod.config_fields()
+
+
+def test_a_pair_of_a_config_with_itself_is_refused(tiny_config):
+    tiny_config["pairs"] = [{"a": "t1", "b": "t1", "label": "self"}]
+    text = "\n".join(check(tiny_config, catalog=CATALOG))
+    assert "pairs[0] ('self').b: 't1' is also a; a pair compares two different configs" in text, text
+
+
+def test_schema_errors_name_the_config_and_all_show_at_once(tiny_config):
+    tiny_config["configs"][1]["timing"] = "stopwatch"
+    tiny_config["configs"][1]["tp"] = "two"
+    tiny_config["configs"][0]["batch_size"] = 8
+    tiny_config["pairs"].append({"a": "t2", "b": "t2"})
+    tiny_config["unstable_cv"] = -1
+    errs = check(tiny_config, catalog=CATALOG)
+    text = "\n".join(errs)
+    for frag in ["configs[1] ('t2').timing: 'stopwatch' is not one of", "configs[1] ('t2').tp: 'two' is not of type",
+                 "configs[0] ('t1').batch_size: unknown field; did you mean 'batch'?", "pairs[1].b: 't2' is also a",
+                 "unstable_cv: -1 is less than or equal to the minimum of 0"]:
+        assert frag in text, f"{frag!r} not in:\n{text}"
+    assert len(errs) == 5, text
+
+
+def test_defaults_come_from_the_schema_only(tiny_config):
+    """validate() (snakemake) and with_defaults() fill the same schema defaults; merged() completes entries."""
+    import copy
+
+    from snakemake.utils import validate
+
+    from opbreak.config import _block_defaults, config_fields, with_defaults
+
+    filled = copy.deepcopy(tiny_config)
+    validate(filled, str(ROOT / "config/schema/config.schema.yaml"))
+    assert filled == with_defaults(tiny_config)
+    assert filled["retries"] == 1 and filled["ratio_flag"] == 0.25 and filled["allreduce_sweep"] == {"sizes": [],
+                                                                                                      "iters": 20}
+    assert set(_block_defaults("defaults")) <= set(config_fields())
+    # inheritance survives validate(): schema default < defaults: < entry
+    tiny_config["defaults"]["warmup"] = 3
+    tiny_config["configs"][1]["warmup"] = 5
+    tiny_config["slurm"] = {"runtime": 90}
+    tiny_config["configs"][1]["slurm"] = {"partition": "a100"}
+    validate(tiny_config, str(ROOT / "config/schema/config.schema.yaml"))
+    t1, t2 = (merged(tiny_config, e) for e in tiny_config["configs"])
+    assert (t1["warmup"], t2["warmup"], t1["timeout_s"], t1["collective_timeout_s"]) == (3, 5, 120, 60)
+    assert t1["slurm"] == {"runtime": 90, "mem_mb": 8000, "cpus_per_task": 2}
+    assert t2["slurm"] == {"runtime": 90, "mem_mb": 8000, "cpus_per_task": 2, "partition": "a100"}
+    assert t1["repeats"] == 2 and t1["gpu_ids"] == [] and t1["timing"] == "perf_counter"
+
+
+def test_snakemake_reports_every_problem_before_any_job(workflow_copy, tiny_config):
+    import yaml
+
+    from conftest import snakemake
+
+    tiny_config["configs"][0]["batch_size"] = 8
+    tiny_config["pairs"] = [{"a": "t2", "b": "t2"}]
+    (workflow_copy / "config/config.yaml").write_text(yaml.safe_dump(tiny_config))
+    p = snakemake(workflow_copy, "report/all.md", check=False)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert "configs[0] ('t1').batch_size: unknown field; did you mean 'batch'?" in out, out[-3000:]
+    assert "pairs[0].b: 't2' is also a" in out, out[-3000:]
     assert not (workflow_copy / "results").exists()

@@ -132,9 +132,12 @@ def test_interrupted_pipeline_resumes_and_reruns_only_what_is_missing(tmp_path):
     os.killpg(p.pid, signal.SIGKILL)  # hard stop: no cleanup by snakemake
     p.wait(30)
     assert not (wf / "results/measure/slow/rep0/ops.csv").exists()
+    # the README's recovery command, step by step
+    assert "`snakemake --unlock && snakemake --rerun-incomplete report/all.md`" in (ROOT / "README.md").read_text()
     snakemake(wf, "--unlock")  # a hard kill leaves snakemake's lock behind
     todo = dry_run_jobs(wf, "--rerun-incomplete", "report/all.md")
     assert "measure[config=slow,repeat=0]" in todo
+    assert {"aggregate", "theory", "report"} <= set(todo), todo
     assert not any(j.startswith("measure[config=t1,repeat=0") or j.startswith("measure[config=t2,repeat=0")
                    for j in todo), todo
     snakemake(wf, "--rerun-incomplete", "report/all.md", timeout=900)

@@ -23,3 +23,16 @@ def test_every_rule_has_log_and_conda():
     rules = text.count("\nrule ") + text.startswith("rule ")
     assert rules >= 6
     assert text.count("    log:") == rules and text.count("    conda:") == rules
+
+
+def test_ruff_lint_is_clean():
+    """pycodestyle, pyflakes, import order and bugbear ([tool.ruff] in pyproject.toml)."""
+    p = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout[-6000:] + p.stderr
+
+
+def test_ruff_formatted():
+    p = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "."], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-6000:] + p.stderr
