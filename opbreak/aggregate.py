@@ -53,6 +53,8 @@ def scale_layers(ops: pd.DataFrame, steps: pd.DataFrame, spec: dict):
     frac[ar] = per_fwd / (per_fwd + 1) if spec["tp"] > 1 else 1.0
     added = ops["time_ms"] * frac * (scale - 1) * is_layer
     ops["time_ms"] = ops["time_ms"] + added
+    if "kernel_ms" in ops:  # the GPU-busy view scales like the wall view
+        ops["kernel_ms"] = ops["kernel_ms"] * (1 + frac * (scale - 1) * is_layer)
     ops.loc[is_layer, "calls"] = (ops.loc[is_layer, "calls"] * (1 + frac[is_layer] * (scale - 1))).round().astype(int)
     ops.loc[is_layer & ops["modeled"], "modeled_bytes"] = (
         ops.loc[is_layer & ops["modeled"], "modeled_bytes"] * (1 + frac * (scale - 1))
@@ -116,4 +118,4 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
     summary["op_order"] = summary["op"].map(OPS.index)
     summary = summary.sort_values(["config", "phase", "op_order"]).drop(columns="op_order").reset_index(drop=True)
     return dict(ops_repeats=ops, ops_summary=summary, phase_totals=phase_tot, phase_summary=phase_summary,
-                steps=s0.drop(columns=["rank"]), provenance=provs, failures=failures)
+                steps=s0.drop(columns=["rank"]), steps_all=steps, provenance=provs, failures=failures)

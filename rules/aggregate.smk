@@ -15,6 +15,10 @@ rule aggregate:
         phase_summary="results/aggregate/phase_summary.csv",
         steps="results/aggregate/steps.csv",
         failures="results/aggregate/failures.csv",
+        rank_ops="results/aggregate/rank_ops.csv",
+        collectives="results/aggregate/collectives.csv",
+        phase_split="results/aggregate/phase_split.csv",
+        capture_cost="results/aggregate/capture_cost.csv",
         provenance="results/aggregate/provenance.json",
     log:
         "logs/aggregate.log",
