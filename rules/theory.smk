@@ -1,4 +1,13 @@
-# Step 3, theory: exact costs, rooflines, the all-reduce model, pair ratios.
+# Step 3, theory: exact costs, rooflines, the all-reduce model, pair ratios, predictions.
+
+
+def calibration_input(wildcards):
+    """The measured theory table `calibrate_from` names (a folder holding ops.csv, or the file)."""
+    c = config.get("calibrate_from")
+    if not c:
+        return []
+    path = c if isinstance(c, str) else c["tables"]
+    return [path if path.endswith(".csv") else f"{path}/ops.csv"]
 
 
 rule theory:
@@ -14,6 +23,9 @@ rule theory:
         sweeps=expand(
             "results/measure/{config}/allreduce_sweep.csv", config=sweep_configs()
         ),
+        efficiencies=config.get("efficiencies", "config/efficiencies.yaml"),
+        seed_claims=config.get("seed_claims", "config/seed_claims.yaml"),
+        calibration=calibration_input,
     output:
         ops="results/theory/ops.csv",
         pairs="results/theory/pairs.csv",
@@ -21,6 +33,11 @@ rule theory:
         allreduce="results/theory/allreduce.csv",
         decode_steps="results/theory/decode_steps.csv",
         ceilings="results/theory/ceilings.csv",
+        predicted="results/theory/predicted.csv",
+        predicted_phases="results/theory/predicted_phases.csv",
+        predicted_pairs="results/theory/predicted_pairs.csv",
+        efficiencies="results/theory/efficiencies.csv",
+        seed_claims="results/theory/seed_claims.csv",
     log:
         "logs/theory.log",
     conda:
@@ -28,5 +45,6 @@ rule theory:
     params:
         pairs=PAIRS,
         ratio_flag=config.get("ratio_flag", 0.25),
+        calibrate_from=config.get("calibrate_from"),
     script:
         "../scripts/theory.py"
