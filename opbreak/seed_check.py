@@ -22,7 +22,7 @@ from .predict import HOST_OPS
 CLAIM_COLUMNS = ["id", "config", "section", "quote", "kind", "phase", "a", "b", "ops", "seed_value", "seed_theory",
                  "reading", "predicted_value", "predicted_op", "predicted_share", "predicted_agrees",
                  "analogue_value", "analogue_op", "analogue_agrees", "analogue_what", "analogue_source", "status",
-                 "if_differs"]
+                 "if_differs", "analogue_note"]
 SPEED_KINDS = ("speedup", "at_most", "differ_by")
 
 
@@ -92,7 +92,8 @@ def _base(c) -> dict:
     return dict(id=c["id"], section=c["section"], quote=c["quote"], kind=c["kind"], phase=c["phase"],
                 a=c.get("a", ""), b=c.get("b", ""), ops=" + ".join(c.get("ops", [])),
                 seed_value=float(c.get("seed_value", math.nan)), seed_theory=float(c.get("seed_theory", math.nan)),
-                reading=c.get("reading", ""), analogue_what=an.get("what", ""), if_differs=c.get("if_differs", ""))
+                reading=c.get("reading", ""), analogue_what=an.get("what", ""), if_differs=c.get("if_differs", ""),
+                analogue_note=an.get("if_differs", ""))
 
 
 def _dominant_rows(c, pred, root) -> list[dict]:
