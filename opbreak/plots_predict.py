@@ -57,14 +57,18 @@ def predicted_totals(phases: pd.DataFrame, configs, path):
     x = np.arange(len(configs))
     for ax, phase in zip(axes, PHASES):
         d = phases[phases["phase"] == phase].set_index("config").reindex(configs)
-        ax.bar(x - 0.2, d["measured_ms"].fillna(0), 0.4, color="#4c72b0", label="measured (median)")
-        ax.bar(x + 0.2, d["predicted_ms"].fillna(0), 0.4, color="#dd8452", alpha=0.6, hatch=HATCH,
-               edgecolor="#333333", linewidth=0.5, label="predicted")
-        for i, v in enumerate(d["measured_ms"]):
-            if not np.isfinite(v):
-                ax.text(i - 0.2, ax.get_ylim()[0], "not\nmeasured", ha="center", va="bottom", fontsize=7,
-                        color="#666666", rotation=90)
+        meas, pred = d["measured_ms"].to_numpy(float), d["predicted_ms"].to_numpy(float)
         ax.set_yscale("log")
+        ax.bar(x - 0.2, np.where(meas > 0, meas, np.nan), 0.4, color="#4c72b0", label="measured (median)")
+        ax.bar(x + 0.2, np.where(pred > 0, pred, np.nan), 0.4, color="#dd8452", alpha=0.6, hatch=HATCH,
+               edgecolor="#333333", linewidth=0.5, label="PREDICTED")
+        vals = np.concatenate([meas[meas > 0], pred[pred > 0]])
+        if vals.size:
+            ax.set_ylim(vals.min() / 3, vals.max() * 1.5)
+        for i, v in enumerate(meas):
+            if not v > 0:
+                ax.text(i - 0.2, 0.02, "not measured", transform=ax.get_xaxis_transform(), ha="center",
+                        va="bottom", fontsize=7, color="#666666", rotation=90)
         ax.set_xticks(x, [_short(c, 22) for c in configs], rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("phase time per rank [ms]")
         ax.set_title(f"{phase}: measured vs PREDICTED")
