@@ -1,15 +1,6 @@
 # Step 3, theory: exact costs, rooflines, the all-reduce model, pair ratios, predictions.
 
 
-def calibration_input(wildcards):
-    """The measured theory table `calibrate_from` names (a folder holding ops.csv, or the file)."""
-    c = config.get("calibrate_from")
-    if not c:
-        return []
-    path = c if isinstance(c, str) else c["tables"]
-    return [path if path.endswith(".csv") else f"{path}/ops.csv"]
-
-
 rule theory:
     input:
         ops_summary="results/aggregate/ops_summary.csv",
