@@ -44,8 +44,8 @@ def predicted_pie(pred: pd.DataFrame, config: str, path):
     handles = [Patch(facecolor=op_color(o), hatch=HATCH, edgecolor="white", label=o) for o in shown]
     handles.append(Patch(facecolor=OTHER_COLOR, label=f"other (< {100 * PIE_MIN_SHARE:.0f}% each)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=9, frameon=False)
-    fig.suptitle(f"PREDICTED operator shares: {_short(config, 50)} (roofline / efficiency, not measured)",
-                 fontsize=12)
+    fig.suptitle(f"PREDICTED operator shares: {_short(config, 50)}\n"
+                 "(roofline time / efficiency: predictions, not measurements)", fontsize=12)
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     _save(fig, path)
 

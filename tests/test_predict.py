@@ -196,3 +196,24 @@ def test_predicted_sentences_cite_their_numbers(seed_run):
                                 rel_tol=1e-12)
         missing = [x for x in NUM.findall(text) if x not in cited]
         assert not missing, (missing, b)
+
+
+def test_measured_config_sentences_cite_every_number():
+    """Pure: a measured and a predicted-only config, the sentence numbers are exactly the cited cells."""
+    from opbreak import report as rep
+    from opbreak import report_predict as RP
+    from test_report import NUM
+
+    ph = pd.DataFrame([dict(config="m", phase="prefill", status="measured", predicted_ms=12.5, measured_ms=10.0,
+                            predicted_over_measured=1.25, host_bound_share=0.01, calibration="default"),
+                       dict(config="m", phase="decode", status="measured", predicted_ms=30.0, measured_ms=60.0,
+                            predicted_over_measured=0.5, host_bound_share=0.4, calibration="default"),
+                       dict(config="p", phase="prefill", status="predicted", predicted_ms=7.0, measured_ms=np.nan,
+                            predicted_over_measured=np.nan, host_bound_share=np.nan, calibration="default")])
+    trace = rep.Trace()
+    out = RP.phase_sentences({"predicted_phases": ph}, ["m", "p"], trace)
+    assert len(out) == 3 and "not measured" in out[-1].text and "host-bound" in out[1].text
+    for s in out:
+        text = s.text.replace("**m**", "").replace("**p**", "")
+        shown = {x for e in s.evidence for x in NUM.findall(trace.rows[int(e[1:]) - 1].shown)}
+        assert set(NUM.findall(text)) <= shown, s.text
