@@ -217,3 +217,13 @@ def test_measured_config_sentences_cite_every_number():
         text = s.text.replace("**m**", "").replace("**p**", "")
         shown = {x for e in s.evidence for x in NUM.findall(trace.rows[int(e[1:]) - 1].shown)}
         assert set(NUM.findall(text)) <= shown, s.text
+
+
+def test_calibrate_from_a_committed_study():
+    spec = {"tables": "docs/examples/single-gpu/report/tables", "configs": ["h100-7b-tp1"], "label": "7b"}
+    cal = P.calibration_from(spec, ROOT)
+    assert set(cal["calibration"]) == {"7b"} and "h100-7b-tp1" in cal["source"].iloc[0]
+    merged = P.merge_efficiencies(P.load_efficiencies(EFF)[0], cal)
+    assert set(merged.loc[merged["op_class"] == "collective", "calibration"]) == {"default"}  # no measured collective
+    with pytest.raises(P.EfficiencyError, match="not found"):
+        P.calibration_from("no/such/folder", ROOT)
