@@ -8,7 +8,10 @@ Prints per-phase and per-op errors (ops above the share threshold) and the targe
 prefill phase within 10 %, each prefill op above 5 % share within 20 %; decode stated as measured,
 with the host-bound share (config/efficiencies.yaml host_bound_below) named where it misses.
 
-    PYTHONPATH=$PWD python bench/bench_predict.py [--calibrate h100-7b-tp1]
+    PYTHONPATH=$PWD python bench/bench_predict.py [--calibrate h100-7b-tp1] [--tables DIR ...]
+
+No real-TP (TP2) measurement is committed yet: pass its tables folder (aggregate + theory CSVs, as in
+docs/examples/*/report/tables) with --tables to predict it held-out too.
 """
 
 from __future__ import annotations
@@ -32,9 +35,8 @@ EX = ROOT / "docs/examples/single-gpu"
 PHASE_TOL, OP_TOL, OP_SHARE = 0.10, 0.20, 0.05  # the issue's targets
 
 
-def host_a():
-    """Host A: the committed report tables (aggregate + theory)."""
-    t = EX / "report/tables"
+def tables(t: Path):
+    """A measured study's committed tables folder (theory ops.csv + aggregate summaries)."""
     return pd.read_csv(t / "ops.csv"), pd.read_csv(t / "ops_summary.csv"), pd.read_csv(t / "phase_summary.csv")
 
 
@@ -67,13 +69,15 @@ def evaluate(theory, summary, phases, eff, threshold, host):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calibrate", default="h100-7b-tp1", help="the one measured config (host A) to calibrate on")
+    ap.add_argument("--tables", nargs="*", default=[], help="more measured tables folders to predict (e.g. a TP2 run)")
     args = ap.parse_args(argv)
     defaults, threshold = P.load_efficiencies(ROOT / "config/efficiencies.yaml")
-    th_a, su_a, ps_a = host_a()
+    th_a, su_a, ps_a = tables(EX / "report/tables")
     eff = P.merge_efficiencies(defaults, P.calibrate(th_a, [args.calibrate], f"calibrated on {args.calibrate}"))
     print(f"calibrated on {args.calibrate} (host A); efficiencies per op class and phase:")
     print(eff[["op_class", "phase", "efficiency", "calibration"]].to_string(index=False), "\n")
     parts = [evaluate(th_a, su_a, ps_a, eff, threshold, "A"), evaluate(*host_b(), eff, threshold, "B")]
+    parts += [evaluate(*tables(Path(d)), eff, threshold, Path(d).name) for d in args.tables]
     phases = pd.concat([p for p, _ in parts], ignore_index=True)
     ops = pd.concat([o for _, o in parts], ignore_index=True)
     report(phases, ops, args.calibrate)
