@@ -58,10 +58,15 @@ def predicted_totals(phases: pd.DataFrame, configs, path):
     for ax, phase in zip(axes, PHASES):
         d = phases[phases["phase"] == phase].set_index("config").reindex(configs)
         meas, pred = d["measured_ms"].to_numpy(float), d["predicted_ms"].to_numpy(float)
+        ran = d["predicted_ran_ms"].to_numpy(float)
         ax.set_yscale("log")
         ax.bar(x - 0.2, np.where(meas > 0, meas, np.nan), 0.4, color="#4c72b0", label="measured (median)")
-        ax.bar(x + 0.2, np.where(pred > 0, pred, np.nan), 0.4, color="#dd8452", alpha=0.6, hatch=HATCH,
+        ax.bar(x + 0.2, np.where(ran > 0, ran, np.nan), 0.4, color="#dd8452", alpha=0.6, hatch=HATCH,
                edgecolor="#333333", linewidth=0.5, label="PREDICTED")
+        extra = np.where((pred > ran) & (ran > 0), pred - ran, np.nan)  # emulated TP: collectives not run
+        if np.isfinite(extra).any():
+            ax.bar(x + 0.2, extra, 0.4, bottom=ran, color="#f5d5bf", hatch="..", edgecolor="#999999", linewidth=0.5,
+                   label="PREDICTED modeled collectives (not run by emulated TP)")
         vals = np.concatenate([meas[meas > 0], pred[pred > 0]])
         if vals.size:
             ax.set_ylim(vals.min() / 3, vals.max() * 1.5)
@@ -73,6 +78,11 @@ def predicted_totals(phases: pd.DataFrame, configs, path):
         ax.set_ylabel("phase time per rank [ms]")
         ax.set_title(f"{phase}: measured vs PREDICTED")
         ax.grid(axis="y", alpha=0.3, which="both")
-    axes[0].legend(fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    for h, lab in zip(*axes[1].get_legend_handles_labels()):
+        if lab not in labels:
+            handles.append(h)
+            labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     _save(fig, path)

@@ -37,7 +37,7 @@ _CLASS_OF = {
 HOST_OPS = tuple(FRAMEWORK_OPS) + (UNATTRIBUTED,)  # framework time: no roofline, never predicted
 PREDICTED_COLUMNS = ["config", "phase", "op", "op_class", "bound", "t_bound_ms", "efficiency", "predicted_ms",
                      "predicted_share", "calibration", "status", "measured_ms", "predicted_over_measured", "modeled"]
-PHASE_COLUMNS = ["config", "phase", "status", "predicted_ms", "measured_ms", "predicted_over_measured",
+PHASE_COLUMNS = ["config", "phase", "status", "predicted_ms", "predicted_ran_ms", "measured_ms", "predicted_over_measured",
                  "host_bound_share", "calibration"]
 PAIR_COLUMNS = ["label", "a", "b", "phase", "op", "predicted_a_ms", "predicted_b_ms", "predicted_speedup",
                 "status_a", "status_b"]
@@ -178,7 +178,8 @@ def predict_phases(pred, theory_ops, ops_summary, phase_summary, threshold) -> p
         p = float(g["predicted_ms"].sum())
         # emulated TP: the measured phase ran no collectives, so compare only what ran
         p_ran = float(g.loc[~g["modeled"].astype(bool), "predicted_ms"].sum())
-        rows.append(dict(config=cfg, phase=phase, status=g["status"].iloc[0], predicted_ms=p, measured_ms=med,
+        rows.append(dict(config=cfg, phase=phase, status=g["status"].iloc[0], predicted_ms=p, predicted_ran_ms=p_ran,
+                         measured_ms=med,
                          predicted_over_measured=p_ran / med if med > 0 else math.nan,
                          host_bound_share=host_bound_share(theory_ops, ops_summary, med, cfg, phase, threshold),
                          calibration=", ".join(sorted(set(g["calibration"])))))

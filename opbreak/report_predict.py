@@ -15,8 +15,8 @@ import pandas as pd
 
 from .ops import PHASES
 
-_STATS = ["config", "phase", "status", "predicted_ms", "measured_ms", "predicted_over_measured", "host_bound_share",
-          "calibration"]
+_STATS = ["config", "phase", "status", "predicted_ms", "predicted_ran_ms", "measured_ms", "predicted_over_measured",
+          "host_bound_share", "calibration"]
 PREDICT_TABLES = {
     "predicted": ("predicted.csv", ["config", "phase", "op", "op_class", "bound", "t_bound_ms", "efficiency",
                                     "predicted_ms", "predicted_share", "calibration", "status", "measured_ms",
