@@ -87,7 +87,8 @@ def report(phases, ops, calib):
     """Print the tables and the verdict against the targets."""
     pd.set_option("display.width", 200)
     held = phases[~((phases["config"] == calib) & (phases["host"] == "A")) & (phases["measured_ms"] > 0)]
-    print("PHASE TOTALS (predicted over the ops that ran; emulated-TP collectives are modeled, not in the measured phase)")
+    print("PHASE TOTALS (predicted over the ops that ran; emulated-TP collectives are modeled, not in the "
+          "measured phase)")
     print(held[["host", "config", "phase", "measured_ms", "predicted_ms", "predicted_over_measured", "error",
                 "host_bound_share"]].to_string(index=False, float_format=lambda v: f"{v:,.3f}"), "\n")
     big = ops[(ops["share"] > OP_SHARE) & ~((ops["config"] == calib) & (ops["host"] == "A"))]

@@ -37,7 +37,8 @@ _CLASS_OF = {
 HOST_OPS = tuple(FRAMEWORK_OPS) + (UNATTRIBUTED,)  # framework time: no roofline, never predicted
 PREDICTED_COLUMNS = ["config", "phase", "op", "op_class", "bound", "t_bound_ms", "efficiency", "predicted_ms",
                      "predicted_share", "calibration", "status", "measured_ms", "predicted_over_measured", "modeled"]
-PHASE_COLUMNS = ["config", "phase", "status", "predicted_ms", "predicted_ran_ms", "measured_ms", "predicted_over_measured",
+PHASE_COLUMNS = ["config", "phase", "status", "predicted_ms", "predicted_ran_ms", "measured_ms",
+                 "predicted_over_measured",
                  "host_bound_share", "calibration"]
 PAIR_COLUMNS = ["label", "a", "b", "phase", "op", "predicted_a_ms", "predicted_b_ms", "predicted_speedup",
                 "status_a", "status_b"]
@@ -231,7 +232,8 @@ def calibration_from(spec, root=".") -> pd.DataFrame | None:
     label = spec.get("label") or f"calibrated from {spec['tables']}"
     cal = calibrate(pd.read_csv(ops), spec.get("configs"), label)
     if cal.empty:
-        raise EfficiencyError(f"calibrate_from: {ops} has no measured op rows for {spec.get('configs') or 'any config'}")
+        which = spec.get("configs") or "any config"
+        raise EfficiencyError(f"calibrate_from: {ops} has no measured op rows for {which}")
     return cal
 
 

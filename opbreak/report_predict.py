@@ -104,7 +104,8 @@ def claims_table(t: dict) -> pd.DataFrame:
     rows = []
     for _, r in t["seed_claims"].iterrows():
         dom = r["kind"] == "dominant_op"
-        where = md_escape(r["analogue_what"]) + (f" ({md_escape(r['analogue_source'])})" if r["analogue_source"] else "")
+        src = f" ({md_escape(r['analogue_source'])})" if r["analogue_source"] else ""
+        where = md_escape(r["analogue_what"]) + src
         rows.append({
             "claim": md_code(r["id"]), "config(s)": md_escape(r["config"]), "phase": r["phase"],
             "ops": md_code(r["ops"]) if r["ops"] else "",
@@ -164,7 +165,8 @@ def phase_sentences(t: dict, configs, trace) -> list:
                 text += f" against {meas} measured (predicted/measured {ratio})"
                 if r["phase"] == "decode" and _finite(r["host_bound_share"]):
                     hb = trace.cite("predicted_phases", r, K_PHASE, "host_bound_share", "pct")
-                    text += f"; {hb} of the measured decode is host-bound (framework time and ops far under their roofline), which no roofline predicts"
+                    text += (f"; {hb} of the measured decode is host-bound (framework time and ops far under "
+                             "their roofline), which no roofline predicts")
             else:
                 text += " (not measured: prediction only)"
             out.append(trace.sentence(text + ".", topic="predicted"))
@@ -225,7 +227,8 @@ def predict_context(t: dict, configs, pairs_decl, trace, figures: dict) -> dict:
         pies=[{"config": md_escape(c), "fig": figures.get(("predicted_pie", c))} for c in have
               if figures.get(("predicted_pie", c))],
         totals_fig=figures.get("predicted_totals"),
-        seed_table=md_table(claims_table(t)), quotes_table=md_table(quotes_table(t)), seed_sentences=claim_sentences(t, trace),
+        seed_table=md_table(claims_table(t)), quotes_table=md_table(quotes_table(t)),
+        seed_sentences=claim_sentences(t, trace),
         seed_n=len(claims), seed_in_study=int((claims["status"] == "predicted").sum()) if len(claims) else 0,
     )
 

@@ -117,7 +117,8 @@ def _speed_row(c, pred, tol, root) -> dict:
     p = value_of(c["kind"], tb / ta if ta > 0 else math.nan)
     av, src = _analogue(c.get("analogue") or {}, c, root)
     seed = float(c["seed_value"])
-    return dict(_base(c), config=f"{c['a']} vs {c['b']}", predicted_value=p, predicted_agrees=agrees(c["kind"], p, seed, tol),
+    return dict(_base(c), config=f"{c['a']} vs {c['b']}", predicted_value=p,
+                predicted_agrees=agrees(c["kind"], p, seed, tol),
                 analogue_value=av, analogue_agrees=agrees(c["kind"], av, seed, tol), analogue_source=src,
                 status="predicted" if math.isfinite(p) else "configs not in this study")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -78,8 +77,8 @@ def test_predict_ops_divides_and_labels():
     s = pred["predicted_share"].dropna()
     assert ((s >= 0) & (s <= 1)).all()
     assert np.allclose(pred.groupby("config")["predicted_share"].sum(), 1.0)
-    ph = P.predict_phases(pred, t.assign(efficiency=np.nan), pd.DataFrame(columns=["config", "phase", "op", "median_ms"]),
-                          phases, 0.05).set_index("config")
+    no_ops = pd.DataFrame(columns=["config", "phase", "op", "median_ms"])
+    ph = P.predict_phases(pred, t.assign(efficiency=np.nan), no_ops, phases, 0.05).set_index("config")
     assert math.isclose(ph.loc["m", "predicted_over_measured"], 4.0 / 6.0)  # modeled collective not compared
     assert np.isnan(ph.loc["p", "measured_ms"])
     pairs = P.predict_pairs(pred, ph.reset_index(), [{"a": "m", "b": "p"}]).set_index("op")
@@ -115,8 +114,9 @@ def test_seed_claims_quote_the_seed_exactly():
 
 
 def test_seed_claim_arithmetic():
-    pred = pd.DataFrame([("a", "prefill", "ffn", 1.0), ("b", "prefill", "ffn", 2.0), ("a", "prefill", "all_reduce", 0.5),
-                         ("b", "prefill", "all_reduce", 0.5)], columns=["config", "phase", "op", "predicted_ms"])
+    pred = pd.DataFrame([("a", "prefill", "ffn", 1.0), ("b", "prefill", "ffn", 2.0),
+                         ("a", "prefill", "all_reduce", 0.5), ("b", "prefill", "all_reduce", 0.5)],
+                        columns=["config", "phase", "op", "predicted_ms"])
     claims = [dict(id="s", section="x", quote="q", kind="speedup", phase="prefill", a="a", b="b", ops=["ffn"],
                    seed_value=2.0, analogue=dict(what="w", a_value=1.0, b_value=4.0)),
               dict(id="d", section="x", quote="q", kind="differ_by", phase="prefill", a="a", b="b",
@@ -180,8 +180,9 @@ def test_predicted_sentences_cite_their_numbers(seed_run):
     sec = md.split("## Predictions")[1].split("## Conclusions")[0]
     bullets = [ln for ln in sec.splitlines() if ln.startswith("- ")]
     assert len(bullets) >= 10
-    names = sorted(yaml.safe_load((ROOT / "config/studies/seed.yaml").read_text())["configs"], key=lambda c: -len(c["name"]))
-    labels = [p["label"] for p in yaml.safe_load((ROOT / "config/studies/seed.yaml").read_text())["pairs"]]
+    study = yaml.safe_load((ROOT / "config/studies/seed.yaml").read_text())
+    names = sorted(study["configs"], key=lambda c: -len(c["name"]))
+    labels = [p["label"] for p in study["pairs"]]
     for b in bullets:
         refs = re.findall(r"\[(E\d+)\]\(#e\d+\)", b)
         text = re.sub(r"\[E\d+\]\(#e\d+\)", "", b)
