@@ -63,6 +63,31 @@ def scale_layers(ops: pd.DataFrame, steps: pd.DataFrame, spec: dict):
     return ops, steps
 
 
+STATS = ["n", "median_ms", "mean_ms", "std_ms", "iqr_ms", "cv", "ci_lo_ms", "ci_hi_ms", "n_outliers", "unstable",
+         "repeats_for_5pct"]
+EMPTY_COLUMNS = {
+    "ops_repeats": ["study", "config", "repeat", "rank", "phase", "op", "time_ms", "calls", "modeled", "modeled_bytes",
+                    "timing_method", "layer_scale", "time_ms_measured"],
+    "ops_summary": ["config", "phase", "op", *STATS, "calls", "modeled", "modeled_bytes", "phase_median_ms", "share",
+                    "layer_scale"],
+    "phase_totals": ["config", "repeat", "phase", "e2e_ms", "steps", "phase_added_ms"],
+    "phase_summary": ["config", "phase", *STATS],
+    "steps": ["config", "repeat", "phase", "step", "context_len", "e2e_ms", "attributed_ms", "e2e_ms_measured",
+              "phase_added_ms"],
+}
+
+
+def empty_tables(failures: pd.DataFrame) -> dict:
+    """The aggregate tables of a study whose every measure job failed: headers only, failures listed.
+
+    Why: a study on GPUs this host lacks still has predictions to show; a traceback here
+    would stop the theory and report steps that make them.
+    """
+    out = {k: pd.DataFrame(columns=cols) for k, cols in EMPTY_COLUMNS.items()}
+    out["ops_repeats"]["modeled"] = out["ops_repeats"]["modeled"].astype(bool)
+    return dict(out, provenance=[], failures=failures)
+
+
 def aggregate(inputs, specs: dict, unstable_cv: float):
     """inputs: list of (ops_csv, steps_csv, provenance_json) paths; specs: name -> spec."""
     all_ops, all_steps, provs, failures = [], [], [], []
@@ -88,9 +113,8 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
         all_steps.append(steps)
         provs.append(prov)
     failures = pd.DataFrame(failures, columns=["config", "repeat", "error", "path"])
-    if not all_ops:
-        raise ProvenanceError("every measure job failed; see results/measure/*/rep*/provenance.json errors:\n"
-                              + failures.to_string(index=False))
+    if not all_ops:  # every job failed: well-formed empty tables, so theory (predictions) and report still run
+        return empty_tables(failures)
     ops = pd.concat(all_ops, ignore_index=True)
     steps = pd.concat(all_steps, ignore_index=True)
     r0 = ops[ops["rank"] == 0]

@@ -210,6 +210,9 @@ def main(argv=None):
     started = dt.datetime.now(dt.timezone.utc).isoformat()
     try:
         prov_pre = provenance.preflight(spec)  # guards: fails before any rank starts
+    except provenance.NoGPUHost as e:  # no driver on this host: final now, a retry here cannot pass
+        args.record_failure = True
+        return _failed(args, spec, out, started, str(e))
     except SystemExit as e:
         return _failed(args, spec, out, started, str(e))
     _terminate_on_signals()

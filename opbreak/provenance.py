@@ -57,8 +57,24 @@ def visible_devices(spec):
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
+class NoGPUHost(SystemExit):
+    """This host has no NVIDIA driver at all: a retry on the same host cannot succeed."""
+
+
+def _nvidia_driver_present() -> bool:
+    """Cheap check before importing torch (seconds on a loaded host): the driver's device nodes."""
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version"))
+
+
+def _no_cuda(spec, why):
+    return (f"config {spec['name']!r}: backend {spec['backend']!r} on device cuda, but this host has no CUDA "
+            f"({why}). Run it on a GPU host, or set backend: torch and gpu: cpu.")
+
+
 def preflight(spec):
     """Guards that must pass before any rank starts (GPU issue: guards)."""
+    if spec["device"] == "cuda" and not _nvidia_driver_present():
+        raise NoGPUHost(_no_cuda(spec, "no NVIDIA driver: no /dev/nvidiactl, /dev/nvidia0 or /proc/driver/nvidia"))
     if spec["device"] == "cuda":
         ids = spec["gpu_ids"]
         if "CUDA_VISIBLE_DEVICES" in os.environ and os.environ.get("OPBREAK_GPU_IDS_ARE_PHYSICAL") != "1":
@@ -75,10 +91,7 @@ def preflight(spec):
         import torch
 
         if not torch.cuda.is_available():
-            raise SystemExit(
-                f"config {spec['name']!r}: backend {spec['backend']!r} on device cuda, but this host has no CUDA "
-                "(torch.cuda.is_available() is False). Run it on a GPU host, or set backend: torch and gpu: cpu."
-            )
+            raise SystemExit(_no_cuda(spec, "torch.cuda.is_available() is False"))
         from .hardware import load_catalog, match_device_name
 
         names = visible_devices(spec)

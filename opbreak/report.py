@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .ops import FRAMEWORK_OPS, OPS, PHASES, UNATTRIBUTED
+from .report_predict import PREDICT_TABLES, PREDICT_TEXT_COLS, predict_context, predict_figures, predicted_configs
 from .stats import bootstrap_ci, repeats_for_ci
 
 # ----------------------------------------------------------------------------- table contract
@@ -54,12 +55,13 @@ TABLES = {
     "decode_steps": ("decode_steps.csv", ["config", "step", "context_len", "t_bound_ms", "measured_ms"]),
     "ceilings": ("ceilings.csv", ["config", "gpu", "peak_tflops", "mem_bw_GBps", "link_GBps", "source"]),
 }
+TABLES.update(PREDICT_TABLES)  # predict mode: results/theory/predicted*.csv, efficiencies.csv, seed_claims.csv
 # File shown in evidence rows (relative to the repository root).
 TABLE_PATHS = {k: ("results/theory/" if k in ("theory_ops", "pairs", "vanilla", "allreduce", "decode_steps",
-                                               "ceilings") else "results/aggregate/") + f for k, (f, _) in TABLES.items()}
+                                               "ceilings", *PREDICT_TABLES) else "results/aggregate/") + f for k, (f, _) in TABLES.items()}
 BOOL_COLS = ("unstable", "modeled", "flagged")
 TEXT_COLS = ("config", "phase", "op", "label", "a", "b", "bound", "model", "component", "kind", "source", "gpu",
-             "error", "path")
+             "error", "path") + PREDICT_TEXT_COLS
 PHASE_OF = {p: i for i, p in enumerate(PHASES)}
 
 
@@ -574,6 +576,7 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
     trace = Trace()
     present = [c for c in configs if c in set(ops["config"])]
     sentences = generate_conclusions(t, configs, pairs_decl, trace)
+    predict = predict_context(t, configs, pairs_decl, trace, figures)
 
     # --- status of every declared config
     status_rows, missing = [], []
@@ -610,7 +613,7 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
         model = s.get("model", {})
         status_rows.append({
             "config": md_escape(cfg),
-            "status": "ok" if cfg in present else "**missing**",
+            "status": "ok" if cfg in present else ("predicted only" if cfg in predicted_configs(t) else "**missing**"),
             "backend": md_escape(s.get("backend", "")), "gpu": md_escape(s.get("gpu", "")),
             "tp": md_escape(s.get("tp", "")), "GPUs": md_escape(s.get("num_gpus", "")),
             "model": md_escape(model.get("name", "") if isinstance(model, dict) else model),
@@ -750,6 +753,7 @@ def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: di
         allreduce_fit_table=md_table(pd.DataFrame(ar_fit_rows)),
         ceilings_table=md_table(pd.DataFrame(ceil_rows)),
         methods=methods(t, configs),
+        predict=predict,
         evidence=trace.rows,
         evidence_table=md_table(pd.DataFrame(evidence_rows), align=[":---"] * 6),
     )
@@ -881,6 +885,12 @@ def make_figures(t: dict, configs, pairs_decl, fig_dir, unstable_cv=0.1, rel_dir
     draw("roofline", plots.roofline, t["theory_ops"], t["ceilings"], present)
     draw("efficiency", plots.efficiency, t["theory_ops"][t["theory_ops"]["config"].isin(present)], present)
     draw("allreduce", plots.allreduce, t["allreduce"], present)
+
+    def draw_named(key, fn, *args, name):
+        plan[key] = f"{name}.png"
+        draw(key, fn, *args)
+
+    predict_figures(t, configs, draw_named, slug)
     return done
 
 

@@ -77,3 +77,12 @@ def slurm_field(field):
         return CONFIGS[name]["slurm"].get(field)
 
     return get
+
+
+def calibration_input(wildcards):
+    """The measured theory table `calibrate_from` names (a folder holding ops.csv, or the file)."""
+    c = config.get("calibrate_from")
+    if not c:
+        return []
+    path = c if isinstance(c, str) else c["tables"]
+    return [path if path.endswith(".csv") else f"{path}/ops.csv"]

@@ -16,6 +16,11 @@ rule report:
         allreduce="results/theory/allreduce.csv",
         decode_steps="results/theory/decode_steps.csv",
         ceilings="results/theory/ceilings.csv",
+        predicted="results/theory/predicted.csv",
+        predicted_phases="results/theory/predicted_phases.csv",
+        predicted_pairs="results/theory/predicted_pairs.csv",
+        efficiencies="results/theory/efficiencies.csv",
+        seed_claims="results/theory/seed_claims.csv",
         template="report/templates/all.md.j2",
     output:
         md="report/all.md",

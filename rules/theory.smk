@@ -1,4 +1,4 @@
-# Step 3, theory: exact costs, rooflines, the all-reduce model, pair ratios.
+# Step 3, theory: exact costs, rooflines, the all-reduce model, pair ratios, predictions.
 
 
 rule theory:
@@ -11,6 +11,9 @@ rule theory:
         specs=expand("results/specs/{config}.json", config=CONFIGS),
         catalog=config["hardware_catalog"],
         sweeps=expand("results/sweep/{link}.csv", link=LINKS),
+        efficiencies=config["efficiencies"],
+        seed_claims=config["seed_claims"],
+        calibration=calibration_input,
     output:
         ops="results/theory/ops.csv",
         pairs="results/theory/pairs.csv",
@@ -18,6 +21,11 @@ rule theory:
         allreduce="results/theory/allreduce.csv",
         decode_steps="results/theory/decode_steps.csv",
         ceilings="results/theory/ceilings.csv",
+        predicted="results/theory/predicted.csv",
+        predicted_phases="results/theory/predicted_phases.csv",
+        predicted_pairs="results/theory/predicted_pairs.csv",
+        efficiencies="results/theory/efficiencies.csv",
+        seed_claims="results/theory/seed_claims.csv",
     log:
         "logs/theory.log",
     conda:
@@ -25,5 +33,6 @@ rule theory:
     params:
         pairs=PAIRS,
         ratio_flag=config["ratio_flag"],
+        calibrate_from=config.get("calibrate_from"),
     script:
         "../scripts/theory.py"

@@ -8,6 +8,7 @@ import pandas as pd
 
 from opbreak.hardware import load_catalog
 from opbreak.io import write_csv_atomic
+from opbreak.predict import build_predictions
 from opbreak.theory_tables import build
 from opbreak.transport import link_key
 
@@ -36,3 +37,15 @@ tables = build(
 )
 for key in ("ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings"):
     write_csv_atomic(tables[key], snakemake.output[key])
+predicted = build_predictions(
+    tables["ops"],
+    pd.read_csv(snakemake.input.ops_summary),
+    pd.read_csv(snakemake.input.phase_summary),
+    snakemake.params.pairs,
+    snakemake.input.efficiencies,
+    snakemake.params.calibrate_from,
+    snakemake.input.seed_claims,
+    snakemake.params.ratio_flag,
+)
+for key in ("predicted", "predicted_phases", "predicted_pairs", "efficiencies", "seed_claims"):
+    write_csv_atomic(predicted[key], snakemake.output[key])
