@@ -170,6 +170,14 @@ def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag
     return pd.DataFrame(rows)
 
 
+def sweep_at(sweep, size_bytes) -> float:
+    """The sweep's back-to-back time per call (ms) at ``size_bytes``, log-log interpolated; NaN outside it."""
+    if sweep is None or sweep.empty or not (sweep["size_bytes"].min() <= size_bytes <= sweep["size_bytes"].max()):
+        return math.nan
+    s = sweep.sort_values("size_bytes")
+    return float(np.exp(np.interp(np.log(size_bytes), np.log(s["size_bytes"]), np.log(s["time_s"])))) * 1e3
+
+
 def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
     """Sweep points vs the fitted model, per-phase collectives vs the model, 4-vs-8 explainer."""
     if link is None:
@@ -192,7 +200,7 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
         measured = math.nan if r["modeled"] else r["measured_ms"] / calls  # emulated TP: nothing was measured
         rows.append(dict(base, kind="phase", phase=r["phase"], size_bytes=msg, measured_ms=measured,
                          model_ms=terms["total_s"] * 1e3, t_latency_ms=terms["latency_s"] * 1e3,
-                         t_bandwidth_ms=terms["bandwidth_s"] * 1e3))
+                         t_bandwidth_ms=terms["bandwidth_s"] * 1e3, sweep_ms=sweep_at(sweep, msg)))
     m = spec["model"]
     ex = tp_scaling_explainer(hidden_size=m["hidden_size"], batch=spec["batch"], input_len=spec["input_len"],
                               dtype_bytes=DTYPE_BYTES[spec["dtype"]], alpha_s=alpha, bw_bytes_per_s=bw,
@@ -253,7 +261,7 @@ def build(specs, summary, ops_repeats, phase_totals, steps, provenance, catalog,
         v.insert(1, "tokens", key[1])
         van.append(v.rename(columns={"seed_flops": "vanilla_flops"}))
     return dict(ops=theory, pairs=pair_df, vanilla=pd.concat(van, ignore_index=True),
-                allreduce=pd.DataFrame(ar, columns=["config", "kind", "phase", "n", "size_bytes", "measured_ms",
+                allreduce=pd.DataFrame(ar, columns=["config", "kind", "phase", "n", "size_bytes", "measured_ms", "sweep_ms",
                                                     "model_ms", "alpha_us", "bw_GBps", "source", "t_latency_ms",
                                                     "t_bandwidth_ms"]),
                 decode_steps=pd.DataFrame(ds), ceilings=pd.DataFrame(ce))

@@ -24,6 +24,15 @@ from .skew import split_calls
 from .timing import plain_fit
 
 SPLIT_PARTS = ("compute_ms", "transfer_ms", "wait_ms", "host_idle_ms")
+_KEY = ["config", "rank", "phase"]
+EMPTY_COLUMNS = {
+    "rank_ops": _KEY[:2] + ["phase", "op", "wall_ms", "kernel_ms", "repeats", "host_ms"],
+    "collectives": _KEY + ["captured_steps", "steps", "calls", "wait_ms", "transfer_ms", "wait_per_call_us",
+                           "transfer_per_call_us", "repeats"],
+    "phase_split": _KEY + ["wall_ms", "steps", "compute_ms", "transfer_ms", "wait_ms", "host_idle_ms", "wait_capped",
+                           "repeats"],
+    "capture_cost": _KEY + ["events_overhead", "kernels_overhead", "repeats"],
+}
 
 
 def rank_ops(ops: pd.DataFrame) -> pd.DataFrame:
@@ -45,8 +54,9 @@ def _compute_kernel_ms(ops: pd.DataFrame) -> pd.Series:
 
 def phase_split(ops: pd.DataFrame, steps: pd.DataFrame, coll_totals: pd.DataFrame) -> pd.DataFrame:
     """Per config, repeat, rank, phase: wall and its split into compute, transfer, wait, host idle (ms, >= 0)."""
-    wall = steps.groupby(["config", "repeat", "rank", "phase"])["e2e_ms"].sum().rename("wall_ms")
-    out = wall.to_frame().join(_compute_kernel_ms(ops).rename("compute_ms"))
+    g = steps.groupby(["config", "repeat", "rank", "phase"])
+    out = g["e2e_ms"].sum().rename("wall_ms").to_frame().join(g["step"].count().rename("steps"))
+    out = out.join(_compute_kernel_ms(ops).rename("compute_ms"))
     ct = coll_totals.set_index(["config", "repeat", "rank", "phase"])[["transfer_ms", "wait_ms"]]
     out = out.join(ct).reset_index()
     has_kernels = out["compute_ms"].notna()
@@ -55,6 +65,8 @@ def phase_split(ops: pd.DataFrame, steps: pd.DataFrame, coll_totals: pd.DataFram
     out["wait_capped"] = out["wait_ms"] > room
     out["wait_ms"] = np.minimum(out["wait_ms"], room).where(has_kernels)
     out["host_idle_ms"] = (room - out["wait_ms"]).clip(lower=0)
+    for part in ("wall_ms",) + SPLIT_PARTS:
+        out[part.replace("_ms", "_per_step_ms")] = out[part] / out["steps"]
     for part in SPLIT_PARTS:
         out[part.replace("_ms", "_share")] = out[part] / out["wall_ms"]
     return out
@@ -93,6 +105,8 @@ def decode_tables(ops: pd.DataFrame, steps: pd.DataFrame, coll: pd.DataFrame) ->
     ``ops``/``steps``: every rank, layer-scaled (``phase_added_ms`` on steps); ``coll``: the measure
     jobs' collective kernel rows.
     """
+    if ops.empty or steps.empty:  # every measure job failed: well-formed empty tables
+        return {k: pd.DataFrame(columns=c) for k, c in EMPTY_COLUMNS.items()} | dict(clipped_transfers=0)
     calls = split_calls(coll)
     totals = collective_phase_totals(calls, steps)
     scale = _collective_scale(ops)
@@ -102,5 +116,21 @@ def decode_tables(ops: pd.DataFrame, steps: pd.DataFrame, coll: pd.DataFrame) ->
             np.asarray(k, float), axis=0)
     wall_steps = steps.assign(e2e_ms=steps["e2e_ms"] + steps.get("phase_added_ms", 0.0) / steps.groupby(
         ["config", "repeat", "rank", "phase"])["step"].transform("count"))
-    return dict(rank_ops=rank_ops(ops), collectives=totals, phase_split=phase_split(ops, wall_steps, totals),
-                capture_cost=capture_slowdown(steps), clipped_transfers=calls.attrs.get("clipped", 0))
+    return dict(rank_ops=rank_ops(ops), collectives=over_repeats(totals),
+                phase_split=over_repeats(phase_split(ops, wall_steps, totals)),
+                capture_cost=over_repeats(capture_slowdown(steps)), clipped_transfers=calls.attrs.get("clipped", 0))
+
+
+def over_repeats(df: pd.DataFrame) -> pd.DataFrame:
+    """Median over repeats per config, rank, phase (flags: any repeat); ``repeats`` counts them."""
+    key = ["config", "rank", "phase"]
+    if df.empty:
+        return df.drop(columns="repeat", errors="ignore").assign(repeats=pd.Series(dtype=int))
+    flags = [c for c in df.columns if df[c].dtype == bool]
+    num = [c for c in df.columns if c not in key + flags + ["repeat"]]
+    g = df.groupby(key, sort=False)
+    out = g[num].median()
+    for c in flags:
+        out[c] = g[c].any()
+    out["repeats"] = g["repeat"].nunique()
+    return out.reset_index()
