@@ -63,7 +63,7 @@ def phase_split(ops: pd.DataFrame, steps: pd.DataFrame, coll_totals: pd.DataFram
     out[["transfer_ms", "wait_ms"]] = out[["transfer_ms", "wait_ms"]].where(has_kernels).fillna(0.0).where(has_kernels)
     room = (out["wall_ms"] - out["compute_ms"].fillna(0) - out["transfer_ms"].fillna(0)).clip(lower=0)
     out["wait_capped"] = out["wait_ms"] > room
-    out["wait_ms"] = np.minimum(out["wait_ms"], room).where(has_kernels)
+    out["wait_ms"] = out["wait_ms"].clip(upper=room).where(has_kernels)
     out["host_idle_ms"] = (room - out["wait_ms"]).clip(lower=0)
     for part in ("wall_ms",) + SPLIT_PARTS:
         out[part.replace("_ms", "_per_step_ms")] = out[part] / out["steps"]
