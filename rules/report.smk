@@ -21,6 +21,10 @@ rule report:
         predicted_pairs="results/theory/predicted_pairs.csv",
         efficiencies="results/theory/efficiencies.csv",
         seed_claims="results/theory/seed_claims.csv",
+        rank_ops="results/aggregate/rank_ops.csv",
+        collectives="results/aggregate/collectives.csv",
+        phase_split="results/aggregate/phase_split.csv",
+        capture_cost="results/aggregate/capture_cost.csv",
         template="report/templates/all.md.j2",
     output:
         md="report/all.md",

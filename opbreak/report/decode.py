@@ -16,7 +16,8 @@ import math
 
 import pandas as pd
 
-from .ops import COLLECTIVE_OPS, OPS
+from ..ops import COLLECTIVE_OPS, OPS
+from .markdown import bold, f_ms, f_num, f_pct, md_escape, md_table
 
 DECODE_TABLES = {
     "rank_ops": ("rank_ops.csv", ["config", "rank", "phase", "op", "wall_ms", "kernel_ms", "repeats", "host_ms"]),
@@ -45,14 +46,12 @@ def split_medians(t: dict) -> pd.DataFrame:
 
 
 def _fmt(v, unit="ms"):
-    from .report import f_ms, f_pct
 
     return f_pct(v) if unit == "pct" else f_ms(v)
 
 
 def split_table(med: pd.DataFrame, configs, phase: str) -> pd.DataFrame:
     """Per config and rank: per-step wall and its four parts, with shares (the phase split)."""
-    from .report import md_escape
 
     rows = []
     for cfg in configs:
@@ -82,7 +81,6 @@ def views_table(t: dict, cfg: str, phase: str, rank: int = 0) -> pd.DataFrame:
 
 def collectives_table(t: dict, configs) -> pd.DataFrame:
     """Per config, rank, phase: in-phase all_reduce wall per call, CUPTI transfer and wait per call, the sweep."""
-    from .report import f_num, md_escape
 
     med, ar = t["collectives"], t.get("allreduce", pd.DataFrame())
     rows = []
@@ -110,7 +108,6 @@ def _finite(v) -> bool:
 # ----------------------------------------------------------------------------- sentences
 def slowest_rank_sentences(med: pd.DataFrame, configs, trace) -> list:
     """Per multi-rank config and phase: which rank's GPU idles longest for its host, and the spread."""
-    from .report import _c
 
     out = []
     for cfg in configs:
@@ -119,9 +116,11 @@ def slowest_rank_sentences(med: pd.DataFrame, configs, trace) -> list:
             if len(d) < 2:
                 continue
             slow, fast = d.loc[d["host_idle_ms"].idxmax()], d.loc[d["host_idle_ms"].idxmin()]
-            c = lambda r, col, f="ms": trace.cite("phase_split", r, K_SPLIT, col, f)  # noqa: E731
+            def c(r, col, f="ms"):
+                return trace.cite("phase_split", r, K_SPLIT, col, f)
+
             out.append(trace.sentence(
-                f"{_c(cfg)} {phase}: rank {int(slow['rank'])} is the slow host: its GPU idles for it "
+                f"{bold(cfg)} {phase}: rank {int(slow['rank'])} is the slow host: its GPU idles for it "
                 f"{c(slow, 'host_idle_ms')} ({c(slow, 'host_idle_share', 'pct')} of the phase) against rank "
                 f"{int(fast['rank'])}'s {c(fast, 'host_idle_ms')}, and rank {int(fast['rank'])} waits in the "
                 f"collectives for it: {c(fast, 'wait_ms')} against {c(slow, 'wait_ms')}.", topic="ranks"))
@@ -130,7 +129,6 @@ def slowest_rank_sentences(med: pd.DataFrame, configs, trace) -> list:
 
 def why_not_faster(med: pd.DataFrame, pairs_decl, specs_tp: dict, trace) -> list:
     """For each declared pair of more vs fewer ranks: the decode step of each, part by part (the answer)."""
-    from .report import _c
 
     out = []
     for p in pairs_decl:
@@ -140,10 +138,13 @@ def why_not_faster(med: pd.DataFrame, pairs_decl, specs_tp: dict, trace) -> list
         ra, rb = _slowest(med, a, "decode"), _slowest(med, b, "decode")
         if ra is None or rb is None:
             continue
-        c = lambda r, col, f="ms": trace.cite("phase_split", r, K_SPLIT, col, f)  # noqa: E731
+
+        def c(r, col, f="ms"):
+            return trace.cite("phase_split", r, K_SPLIT, col, f)
+
         faster = ra["wall_per_step_ms"] < rb["wall_per_step_ms"]
         out.append(trace.sentence(
-            f"Decode per step, {_c(a)} against {_c(b)}: {c(ra, 'wall_per_step_ms')} against "
+            f"Decode per step, {bold(a)} against {bold(b)}: {c(ra, 'wall_per_step_ms')} against "
             f"{c(rb, 'wall_per_step_ms')} ({'faster' if faster else 'not faster'}). GPU compute kernels "
             f"{c(ra, 'compute_per_step_ms')} against {c(rb, 'compute_per_step_ms')}; collective transfer "
             f"{c(ra, 'transfer_per_step_ms')}; waiting for the other rank up to {c(ra, 'wait_per_step_ms')}; "
@@ -160,7 +161,6 @@ def _slowest(med, cfg, phase):
 
 def overhead_sentences(t: dict, configs, trace) -> list:
     """What instrumenting a decode step costs, measured against plain steps of the same run."""
-    from .report import _c
 
     cc = t.get("capture_cost")
     out = []
@@ -171,10 +171,10 @@ def overhead_sentences(t: dict, configs, trace) -> list:
         if d.empty or not _finite(d["events_overhead"].iloc[0]):
             continue
         r = d.iloc[0]
-        c = lambda col: trace.cite("capture_cost", r, K_SPLIT, col, "pct")  # noqa: E731
+        ev, kern = (trace.cite("capture_cost", r, K_SPLIT, col, "pct") for col in ("events_overhead", "kernels_overhead"))
         out.append(trace.sentence(
-            f"{_c(cfg)}: an event-instrumented decode step costs {c('events_overhead')} more than a plain step "
-            f"of the same context, a CUPTI-captured one {c('kernels_overhead')} (median over steps, rank 0).",
+            f"{bold(cfg)}: an event-instrumented decode step costs {ev} more than a plain step "
+            f"of the same context, a CUPTI-captured one {kern} (median over steps, rank 0).",
             topic="overhead"))
     return out
 
@@ -199,7 +199,6 @@ def host_flags(t: dict, pairs_decl) -> list[str]:
 # ----------------------------------------------------------------------------- context and figures
 def decode_context(t: dict, configs, pairs_decl, specs_tp: dict, trace, figures: dict) -> dict:
     """Everything the decode-truth blocks of the template need; pure (no I/O)."""
-    from .report import md_escape, md_table
 
     med = split_medians(t)
     have = [c for c in configs if c in set(med.dropna(subset=["compute_ms"])["config"])]
@@ -222,7 +221,7 @@ def decode_context(t: dict, configs, pairs_decl, specs_tp: dict, trace, figures:
 
 def decode_figures(t: dict, configs, draw, slug) -> None:
     """Phase split per rank (decode, prefill) and per-rank op time of multi-rank configs."""
-    from . import plots_decode
+    from .. import plots_decode
 
     med = split_medians(t)
     if med.dropna(subset=["compute_ms"]).empty:

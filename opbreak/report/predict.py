@@ -3,7 +3,7 @@
 Why a module of its own: report.py renders what was measured; this renders what was
 predicted, in separate tables, columns, figures (hatched) and sentences, so a reader
 can never take one for the other. Every number in a sentence goes through the report's
-:class:`~opbreak.report.Trace` and so is a cell of results/theory/predicted*.csv or
+:class:`~opbreak.report.evidence.EvidenceLog` and so is a cell of results/theory/predicted*.csv or
 seed_claims.csv. report.py calls :func:`predict_context` and :func:`predict_figures`.
 """
 
@@ -13,7 +13,8 @@ import math
 
 import pandas as pd
 
-from .ops import PHASES
+from ..ops import PHASES
+from .markdown import bold, f_ms, f_num, f_pct, f_x, md_code, md_escape, md_table
 
 _STATS = ["config", "phase", "status", "predicted_ms", "predicted_ran_ms", "measured_ms", "predicted_over_measured",
           "host_bound_share", "calibration"]
@@ -50,7 +51,6 @@ def predicted_configs(t: dict) -> set:
 # ----------------------------------------------------------------------------- tables
 def totals_table(t: dict, configs) -> pd.DataFrame:
     """Per config: measured and predicted phase totals in separate columns."""
-    from .report import f_ms, f_num, f_pct, md_escape
 
     ph = t["predicted_phases"]
     rows = []
@@ -72,7 +72,6 @@ def totals_table(t: dict, configs) -> pd.DataFrame:
 
 
 def efficiency_table(t: dict) -> pd.DataFrame:
-    from .report import f_pct, md_code, md_escape
 
     return pd.DataFrame([{"op class": md_code(r["op_class"]), "phase": r["phase"], "efficiency": f_pct(r["efficiency"]),
                           "calibration": md_escape(r["calibration"]), "source": md_escape(r["source"])}
@@ -81,7 +80,6 @@ def efficiency_table(t: dict) -> pd.DataFrame:
 
 def pair_table(t: dict, a, b) -> pd.DataFrame:
     """Predicted speedups of a pair; the measured speedup (pairs.csv) in its own column where both ran."""
-    from .report import f_ms, f_x, md_code
 
     pp = t["predicted_pairs"]
     d = pp[(pp["a"] == a) & (pp["b"] == b)]
@@ -99,7 +97,6 @@ def pair_table(t: dict, a, b) -> pd.DataFrame:
 
 def claims_table(t: dict) -> pd.DataFrame:
     """The seed's claims: its number, the prediction, the nearest measured analogue, agreement, why not."""
-    from .report import f_num, f_pct, md_code, md_escape
 
     rows = []
     for _, r in t["seed_claims"].iterrows():
@@ -126,7 +123,6 @@ def claims_table(t: dict) -> pd.DataFrame:
 
 def quotes_table(t: dict) -> pd.DataFrame:
     """Each claim's section heading and sentence of the seed, as quoted in config/seed_claims.yaml."""
-    from .report import md_code, md_escape
 
     d = t["seed_claims"].drop_duplicates("id")
     return pd.DataFrame([{"claim": md_code(r["id"]), "seed section": md_escape(r["section"]),
@@ -144,7 +140,6 @@ def _finite(v) -> bool:
 
 def phase_sentences(t: dict, configs, trace) -> list:
     """Per config and phase: the prediction, and against the measurement where there is one."""
-    from .report import _c
 
     out = []
     ph = t["predicted_phases"]
@@ -153,12 +148,12 @@ def phase_sentences(t: dict, configs, trace) -> list:
         if not d["measured_ms"].map(_finite).any():  # prediction only: one short sentence
             parts = [f"{r['phase']} {trace.cite('predicted_phases', r, K_PHASE, 'predicted_ms', 'ms')}"
                      for _, r in d.iterrows()]
-            out.append(trace.sentence(f"{_c(cfg)} (not measured): predicted " + ", ".join(parts) + ".",
+            out.append(trace.sentence(f"{bold(cfg)} (not measured): predicted " + ", ".join(parts) + ".",
                                       topic="predicted"))
             continue
         for _, r in d.iterrows():
             pred = trace.cite("predicted_phases", r, K_PHASE, "predicted_ms", "ms")
-            text = f"{_c(cfg)} {r['phase']}: predicted {pred}"
+            text = f"{bold(cfg)} {r['phase']}: predicted {pred}"
             if _finite(r["measured_ms"]):
                 meas = trace.cite("predicted_phases", r, K_PHASE, "measured_ms", "ms")
                 ratio = trace.cite("predicted_phases", r, K_PHASE, "predicted_over_measured", "num")
@@ -175,7 +170,6 @@ def phase_sentences(t: dict, configs, trace) -> list:
 
 def pair_sentences(t: dict, pairs_decl, trace) -> list:
     """Per declared pair and phase: the predicted end-to-end speedup."""
-    from .report import _c
 
     out = []
     pp = t["predicted_pairs"]
@@ -185,14 +179,13 @@ def pair_sentences(t: dict, pairs_decl, trace) -> list:
         parts = [f"{r['phase']} {trace.cite('predicted_pairs', r, K_PAIR, 'predicted_speedup', 'x')}"
                  for _, r in d.iterrows() if _finite(r["predicted_speedup"])]
         if parts:
-            out.append(trace.sentence(f"{_c(label)}: predicted speedup of A over B " + ", ".join(parts) + ".",
+            out.append(trace.sentence(f"{bold(label)}: predicted speedup of A over B " + ", ".join(parts) + ".",
                                       topic="predicted_pairs"))
     return out
 
 
 def claim_sentences(t: dict, trace) -> list:
     """One sentence per speed claim of the seed: its number, the prediction, the analogue."""
-    from .report import md_code
 
     out = []
     for _, r in t["seed_claims"].iterrows():
@@ -213,7 +206,6 @@ def claim_sentences(t: dict, trace) -> list:
 # ----------------------------------------------------------------------------- context and figures
 def predict_context(t: dict, configs, pairs_decl, trace, figures: dict) -> dict:
     """Everything the predict blocks of the template need; pure (no I/O)."""
-    from .report import md_escape, md_table
 
     have = [c for c in configs if c in predicted_configs(t)]
     pairs = [{"label": md_escape(p.get("label") or f"{p['a']} vs {p['b']}"), "a": md_escape(p["a"]),
@@ -235,7 +227,7 @@ def predict_context(t: dict, configs, pairs_decl, trace, figures: dict) -> dict:
 
 def predict_figures(t: dict, configs, draw, slug) -> None:
     """Predicted pies per config and the measured-vs-predicted totals; ``draw(key, fn, *args, name=)`` saves."""
-    from . import plots_predict
+    from .. import plots_predict
 
     have = [c for c in configs if c in predicted_configs(t)]
     for c in have:

@@ -1,0 +1,82 @@
+"""The Methods section: per config, how it was measured, from provenance records and the aggregated tables."""
+
+from __future__ import annotations
+
+import json
+
+from .markdown import f_num, fence, md_code, md_escape
+from .tables import order_ops
+
+
+def methods(t: dict, configs) -> list[dict]:
+    """Per config: how it was measured, all from provenance records and the aggregated tables."""
+    prov = t["provenance"]
+    out = []
+    for cfg in configs:
+        recs = [p for p in prov if p.get("config") == cfg]
+        if not recs:
+            out.append({"config": md_escape(cfg), "present": False, "items": [], "topology": ""})
+            continue
+        clocks = _uniq(recs, lambda r: r.get("driver_clocks"))
+        topo = _uniq(recs, lambda r: r.get("topology"))
+        out.append({"config": md_escape(cfg), "present": True, "items": _items(t, cfg, recs),
+                    "topology": fence(topo) if topo and topo != "None" else "",
+                    "clocks": fence(clocks) if clocks and clocks != "None" else ""})
+    return out
+
+
+def _items(t: dict, cfg, recs) -> list[tuple]:
+    """(label, text) pairs of one config's Methods list, in the order the report shows them."""
+    spec = recs[0].get("spec", {})
+    o = t["ops_summary"][t["ops_summary"]["config"] == cfg]
+    modeled = order_ops(o.loc[o["modeled"], "op"].unique())
+    env = {k: v for r in recs for k, v in (r.get("env") or {}).items() if v is not None}
+    started = sorted(str(r.get("started", "")) for r in recs)
+    finished = sorted(str(r.get("finished", "")) for r in recs)
+    return [
+        ("timing method", md_escape(_uniq(recs, lambda r: r.get("spec", {}).get("timing")))),
+        ("repeats", f"{len(recs)} (repeat ids {md_escape(', '.join(str(r.get('repeat')) for r in recs))}); "
+                    f"warm-up passes {md_escape(spec.get('warmup', '–'))}"),
+        ("host", md_escape(_uniq(recs, lambda r: r.get("host")))),
+        ("devices", md_escape(_uniq(recs, lambda r: _devices(r.get("devices"))))
+         + f" (device count {md_escape(_uniq(recs, lambda r: r.get('device_count')))})"),
+        ("versions", md_escape(_uniq(recs, lambda r: ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items()
+                                                               if v)))),
+        ("environment", md_escape(", ".join(f"{k}={v}" for k, v in sorted(env.items())))
+         if env else "none of the recorded variables set"),
+        ("measured vs modeled", ("modeled (not measured): " + ", ".join(md_code(m) for m in modeled)) if modeled
+         else "all ops measured"),
+        ("truncated-layer scaling", _scaling(o, spec)),
+        ("emulated TP", md_escape(spec.get("emulate_tp", False))),
+        ("run window", md_escape(f"{started[0]} .. {finished[-1]}")),
+    ]
+
+
+def _scaling(o, spec) -> str:
+    """How a truncated-depth run was scaled to the model's full depth (aggregate's layer_scale)."""
+    scale = o["layer_scale"].dropna()
+    if len(scale) and float(scale.iloc[0]) != 1:
+        return (f"{md_escape(spec.get('num_layers'))} of {md_escape(spec.get('model_layers'))} layers measured; "
+                f"per-layer ops scaled by layer_scale = {f_num(scale.iloc[0])} in aggregate")
+    return "none (full depth measured)"
+
+
+def _uniq(recs, get) -> str:
+    """The distinct values of one field over a config's repeats, joined: repeats that agree print once."""
+    vals = []
+    for r in recs:
+        v = get(r)
+        v = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+        if v not in vals:
+            vals.append(v)
+    return "; ".join(vals)
+
+
+def _devices(devs) -> str:
+    """'8 × H100' rather than eight equal names."""
+    if not isinstance(devs, list):
+        return str(devs)
+    out = []
+    for d in dict.fromkeys(devs):
+        out.append(f"{devs.count(d)} × {d}")
+    return ", ".join(out)

@@ -1,0 +1,58 @@
+"""Render: read the tables, draw the figures, fill the template, write report/all.md."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from .context import build_context
+from .figures import make_figures
+from .markdown import FORMATS, md_code, md_escape
+from .tables import read_tables
+
+
+def environment(template_dir):
+    """A strict jinja2 environment (undefined names fail) with the escaping and number formats as filters."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir)), autoescape=False,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters["md"] = md_escape
+    env.filters["code"] = md_code
+    for name, f in FORMATS.items():
+        env.filters[name] = f
+    return env
+
+
+def render(paths: dict, out_md, fig_dir, configs, pairs_decl, study, template, params=None) -> dict:
+    """Read tables, draw figures, render the template to ``out_md``; returns stage timings (s)."""
+    from ..io import atomic_write_text
+
+    params = params or {}
+    timings = {}
+    t0 = time.perf_counter()
+    t = read_tables(paths)
+    timings["read"] = time.perf_counter() - t0
+    out_md, fig_dir = Path(out_md), Path(fig_dir)
+    rel = Path(_relpath(fig_dir, out_md.parent)).as_posix()
+    t1 = time.perf_counter()
+    figs = make_figures(t, configs, pairs_decl, fig_dir, float(params.get("unstable_cv", 0.1)), rel)
+    timings["figures"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    ctx = build_context(t, configs, pairs_decl, study, figs, params)
+    template = Path(template)
+    text = environment(template.parent).get_template(template.name).render(**ctx)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    atomic_write_text(out_md, text)
+    timings["context+template"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    timings["n_figures"] = len(figs)
+    return timings
+
+
+def _relpath(target: Path, start: Path) -> str:
+    """Figure folder relative to the Markdown file, so the links work wherever the report is copied."""
+    return os.path.relpath(target.resolve(), start.resolve())
