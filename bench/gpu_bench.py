@@ -165,11 +165,10 @@ def main():
     for tag, em in (("enter", False), ("enter_exit", True)):
         rec = Recorder("cuda_events")
         inst = lb.Instrumentation(model, rec, 1, True, exit_marks=em)
-        plain_rec = Recorder("cuda_events", enabled=False)
         AO = 32 if args.quick else 512
-        lb.run_static(model, spec, rec, tokens, inst, output_len=AO, decode_sample=AO // 2, plain_rec=plain_rec)
-        si = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and s_["instrumented"]]
-        sp = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and not s_["instrumented"]]
+        lb.run_static(model, spec, rec, tokens, inst, output_len=AO, decode_sample=AO // 2)
+        si = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and s_["mode"] == "events"]
+        sp = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and s_["mode"] == "plain"]
         alt[tag] = dict(steps=AO, median_inst_ms=st.median(si), median_plain_ms=st.median(sp),
                         mean_inst_ms=st.mean(si), mean_plain_ms=st.mean(sp),
                         overhead_median=st.median(si) / st.median(sp) - 1, overhead_mean=st.mean(si) / st.mean(sp) - 1)

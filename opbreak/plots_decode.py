@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from .ops import OPS  # noqa: E402
 from .plots import _no_data, _save, op_color  # noqa: E402
@@ -41,6 +42,7 @@ def phase_split(ps: pd.DataFrame, configs, phase: str, path):
     ax.set_yticks(y, [f"{c}  rank {int(r)}" for c, r in zip(d["config"], d["rank"])], fontsize=8)
     unit = "ms per step" if phase == "decode" else "ms"
     ax.set_xlabel(f"{phase} wall time, {unit} (median over repeats; measured)")
+    ax.margins(x=0.03)
     ax.set_title(f"Where a {phase} step goes, per rank: GPU busy, collectives, GPU idle for the host", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(d), 2)), ncol=2, fontsize=8,
               frameon=False)
@@ -56,9 +58,10 @@ def rank_ops(ro: pd.DataFrame, cfg: str, phase: str, path):
         _save(fig, path)
         return
     ops = [o for o in OPS if o in set(d["op"])]
-    ranks = sorted(d["rank"].unique())
+    ranks = sorted(int(r) for r in d["rank"].unique())
     w = 0.8 / (2 * len(ranks))
     x = np.arange(len(ops))
+    handles = []
     for i, r in enumerate(ranks):
         dr = d[d["rank"] == r].set_index("op").reindex(ops)
         shade = 1.0 - 0.35 * i
@@ -66,12 +69,17 @@ def rank_ops(ro: pd.DataFrame, cfg: str, phase: str, path):
             off = (2 * i + j - len(ranks) + 0.5) * w
             colors = [_shade(op_color(o), shade) for o in ops]
             ax.bar(x + off, dr[col].fillna(0), w, color=colors if hatch is None else "white", edgecolor=colors,
-                   hatch=hatch, linewidth=0.8, label=f"rank {r} {'wall (events)' if hatch is None else 'GPU-busy (CUPTI)'}")
+                   hatch=hatch, linewidth=0.8)
+            grey = _shade("#444444", shade)
+            view = "wall (events)" if hatch is None else "GPU-busy (CUPTI)"
+            handles.append(Patch(facecolor=grey if hatch is None else "white", edgecolor=grey, hatch=hatch,
+                                 label=f"rank {r}: {view}"))
     ax.set_xticks(x, ops, rotation=35, ha="right", fontsize=8)
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylabel(f"{phase} time, ms (symlog)")
-    ax.set_title(f"{cfg} {phase}: every rank, wall vs GPU-busy per op (measured)", fontsize=10)
-    ax.legend(fontsize=7, ncol=len(ranks), frameon=False)
+    ax.set_title(f"{cfg} {phase}: every rank, wall vs GPU-busy per op (measured; lighter = higher rank)",
+                 fontsize=10)
+    ax.legend(handles=handles, fontsize=7, ncol=len(ranks), frameon=False)
     _save(fig, path)
 
 

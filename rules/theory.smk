@@ -4,6 +4,7 @@
 rule theory:
     input:
         ops_summary="results/aggregate/ops_summary.csv",
+        phase_summary="results/aggregate/phase_summary.csv",
         ops_repeats="results/aggregate/ops_repeats.csv",
         phase_totals="results/aggregate/phase_totals.csv",
         steps="results/aggregate/steps.csv",

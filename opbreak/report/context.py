@@ -315,8 +315,8 @@ def section_evidence(d: ReportData) -> dict:
 
 def section_decode(d: ReportData) -> dict:
     """Decode truth: both views per op, every rank, collective wait vs transfer (see :mod:`.decode`)."""
-    tp = {p.get("config"): (p.get("spec") or {}).get("tp", 0) for p in d.t["provenance"]}
-    return dict(decode=decode_context(d.t, d.configs, d.pairs_decl, tp, d.log, d.figures))
+    specs = {p.get("config"): p.get("spec") or {} for p in d.t["provenance"]}
+    return dict(decode=decode_context(d.t, d.configs, d.pairs_decl, specs, d.log, d.figures))
 
 
 def section_predict(d: ReportData) -> dict:

@@ -154,6 +154,60 @@ def why_not_faster(med: pd.DataFrame, pairs_decl, specs_tp: dict, trace) -> list
     return out
 
 
+TWIN_TOLERANCE = 0.03  # a real run and its emulated twin run the same compute kernels
+MODEL_TOLERANCE = 0.15  # large all_reduce messages: transfer against the alpha-beta model fitted to the sweep
+
+
+def twin_sentences(t: dict, pairs_decl, emulated: set, log) -> list:
+    """Real TP vs its emulated twin: prefill compute ops that differ by more than 3 %, cited, or that none does."""
+    out = []
+    pairs = t["pairs"]
+    for p in pairs_decl:
+        if p["b"] not in emulated or p["a"] in emulated:
+            continue
+        d = pairs[(pairs["a"] == p["a"]) & (pairs["b"] == p["b"]) & (pairs["phase"] == "prefill")
+                  & ~pairs["modeled"] & ~pairs["op"].isin(COLLECTIVE_OPS) & pairs["op"].isin(OPS)]
+        off = d[(d["speedup"] - 1).abs() > TWIN_TOLERANCE]
+        cite = [f"`{r['op']}` {log.cite('pairs', r, ('a', 'b', 'phase', 'op'), 'speedup', 'x')} "
+                f"({log.cite('pairs', r, ('a', 'b', 'phase', 'op'), 'time_b_ms', 'ms')} in the twin)"
+                for _, r in off.iterrows()]
+        verdict = ("every prefill compute op agrees within 3 %" if not cite else
+                   f"{len(d) - len(off)} of {len(d)} prefill compute ops agree within 3 %; outside it: "
+                   + ", ".join(cite) + "; the GEMMs and attention are not among them. The ops outside are norms and "
+                   "the last-token tail, short ops that in the real run start right after an NCCL call on a "
+                   "second stream (the twin has none there); the cause is not established further")
+        out.append(log.sentence(f"{bold(p['a'])} against its emulated twin {bold(p['b'])}: {verdict}.", topic="twin"))
+    return out
+
+
+def model_sentences(t: dict, configs, log) -> list:
+    """Prefill all_reduce per call: the fitted model, the wall per call and the CUPTI transfer per call."""
+    ar, co = t.get("allreduce"), t.get("collectives")
+    out = []
+    if ar is None or co is None or ar.empty or co.empty:
+        return out
+    for cfg in configs:
+        ph = ar[(ar["config"] == cfg) & (ar["kind"] == "phase") & (ar["phase"] == "prefill")]
+        c0 = co[(co["config"] == cfg) & (co["phase"] == "prefill") & (co["rank"] == 0)]
+        if ph.empty or c0.empty or not _finite(ph["measured_ms"].iloc[0]):
+            continue
+        r, c = ph.iloc[0], c0.iloc[0]
+        transfer_ms = c["transfer_per_call_us"] / 1e3
+        within = abs(transfer_ms / r["model_ms"] - 1) <= MODEL_TOLERANCE
+        wall_within = abs(r["measured_ms"] / r["model_ms"] - 1) <= MODEL_TOLERANCE
+        key = ("config", "kind", "phase", "n", "size_bytes")
+        out.append(log.sentence(
+            f"{bold(cfg)} prefill all_reduce of {log.cite('allreduce', r, key, 'size_bytes', 'int')} B per call: model "
+            f"{log.cite('allreduce', r, key, 'model_ms', 'ms')}, wall per call "
+            f"{log.cite('allreduce', r, key, 'measured_ms', 'ms')} ({'within' if wall_within else '**not within**'} "
+            f"15 %), CUPTI transfer per call {log.cite('collectives', c, K_SPLIT, 'transfer_per_call_us', 'num')} us "
+            f"({'within' if within else '**not within**'} 15 %)"
+            + ("" if wall_within else f"; the wall adds the wait for the last rank "
+               f"({log.cite('collectives', c, K_SPLIT, 'wait_per_call_us', 'num')} us per call on rank 0) and the "
+               "launch") + ".", topic="model"))
+    return out
+
+
 def _slowest(med, cfg, phase):
     d = med[(med["config"] == cfg) & (med["phase"] == phase)].dropna(subset=["compute_ms"])
     return None if d.empty else d.loc[d["host_idle_ms"].idxmax()]
@@ -197,13 +251,16 @@ def host_flags(t: dict, pairs_decl) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- context and figures
-def decode_context(t: dict, configs, pairs_decl, specs_tp: dict, trace, figures: dict) -> dict:
+def decode_context(t: dict, configs, pairs_decl, specs: dict, trace, figures: dict) -> dict:
     """Everything the decode-truth blocks of the template need; pure (no I/O)."""
 
     med = split_medians(t)
     have = [c for c in configs if c in set(med.dropna(subset=["compute_ms"])["config"])]
     multi = [c for c in have if med[med["config"] == c]["rank"].nunique() > 1]
+    emulated = {c for c, s in specs.items() if s.get("emulate_tp")}
+    specs_tp = {c: s.get("tp", 0) for c, s in specs.items()}
     sentences = (why_not_faster(med, pairs_decl, specs_tp, trace) + slowest_rank_sentences(med, multi, trace)
+                 + model_sentences(t, multi, trace) + twin_sentences(t, pairs_decl, emulated & set(have), trace)
                  + overhead_sentences(t, have, trace))
     views = [{"config": md_escape(c), "phase": ph, "table": md_table(views_table(t, c, ph))}
              for c in have for ph in ("decode", "prefill")]
