@@ -55,8 +55,10 @@ def main():
         ok = "" if target is None else ("yes" if sec <= target else "NO")
         print(f"{name:44s} {sec:9.2f} {'' if target is None else f'{target:8.1f}':>8s} {ok:>4s}")
     if probe is not None and probe > 1:
-        print("note: snakemake-executor-plugin-slurm runs `scontrol show config` when Snakemake starts; on a host\n"
-              "whose SLURM client finds no controller that call waits for its timeout on every start.")
+        print(
+            "note: snakemake-executor-plugin-slurm runs `scontrol show config` when Snakemake starts; on a host\n"
+            "whose SLURM client finds no controller that call waits for its timeout on every start."
+        )
 
 
 def slurm_probe_seconds():

@@ -42,8 +42,10 @@ def tables(t: Path):
 
 def host_b():
     """Host B: raw committed repeats, aggregated and costed by the pipeline's own functions."""
-    inputs = sorted((p / "ops.csv", p / "steps.csv", p / "provenance.json")
-                    for p in (EX / "measure-h100-second-host").glob("*/rep*"))
+    inputs = sorted(
+        (p / "ops.csv", p / "steps.csv", p / "provenance.json")
+        for p in (EX / "measure-h100-second-host").glob("*/rep*")
+    )
     specs = {}
     for _, _, prov in inputs:  # the recorded spec is the config it ran under
         spec = json.loads(prov.read_text())["spec"]
@@ -87,25 +89,49 @@ def report(phases, ops, calib):
     """Print the tables and the verdict against the targets."""
     pd.set_option("display.width", 200)
     held = phases[~((phases["config"] == calib) & (phases["host"] == "A")) & (phases["measured_ms"] > 0)]
-    print("PHASE TOTALS (predicted over the ops that ran; emulated-TP collectives are modeled, not in the "
-          "measured phase)")
-    print(held[["host", "config", "phase", "measured_ms", "predicted_ms", "predicted_over_measured", "error",
-                "host_bound_share"]].to_string(index=False, float_format=lambda v: f"{v:,.3f}"), "\n")
+    print(
+        "PHASE TOTALS (predicted over the ops that ran; emulated-TP collectives are modeled, not in the measured phase)"
+    )
+    print(
+        held[
+            [
+                "host",
+                "config",
+                "phase",
+                "measured_ms",
+                "predicted_ms",
+                "predicted_over_measured",
+                "error",
+                "host_bound_share",
+            ]
+        ].to_string(index=False, float_format=lambda v: f"{v:,.3f}"),
+        "\n",
+    )
     big = ops[(ops["share"] > OP_SHARE) & ~((ops["config"] == calib) & (ops["host"] == "A"))]
     print(f"OPS above {OP_SHARE:.0%} of their measured phase")
-    print(big[["host", "config", "phase", "op", "op_class", "share", "measured_ms", "predicted_ms", "error"]]
-          .to_string(index=False, float_format=lambda v: f"{v:,.3f}"), "\n")
+    print(
+        big[["host", "config", "phase", "op", "op_class", "share", "measured_ms", "predicted_ms", "error"]].to_string(
+            index=False, float_format=lambda v: f"{v:,.3f}"
+        ),
+        "\n",
+    )
     pre = held[held["phase"] == "prefill"]
     pre_ops = big[big["phase"] == "prefill"]
     ok_phase = bool((pre["error"].abs() <= PHASE_TOL).all())
     ok_ops = bool((pre_ops["error"].abs() <= OP_TOL).all())
-    print(f"target prefill phase within {PHASE_TOL:.0%}: {'MET' if ok_phase else 'MISSED'} "
-          f"(worst {pre['error'].abs().max():.1%})")
-    print(f"target prefill ops > {OP_SHARE:.0%} share within {OP_TOL:.0%}: {'MET' if ok_ops else 'MISSED'} "
-          f"(worst {pre_ops['error'].abs().max():.1%}: {pre_ops.loc[pre_ops['error'].abs().idxmax(), 'op']})")
+    print(
+        f"target prefill phase within {PHASE_TOL:.0%}: {'MET' if ok_phase else 'MISSED'} "
+        f"(worst {pre['error'].abs().max():.1%})"
+    )
+    print(
+        f"target prefill ops > {OP_SHARE:.0%} share within {OP_TOL:.0%}: {'MET' if ok_ops else 'MISSED'} "
+        f"(worst {pre_ops['error'].abs().max():.1%}: {pre_ops.loc[pre_ops['error'].abs().idxmax(), 'op']})"
+    )
     for _, r in held[held["phase"] == "decode"].iterrows():
-        print(f"decode {r['host']} {r['config']}: predicted/measured {r['predicted_over_measured']:.3f}; "
-              f"host-bound share of the measured decode {r['host_bound_share']:.1%}")
+        print(
+            f"decode {r['host']} {r['config']}: predicted/measured {r['predicted_over_measured']:.3f}; "
+            f"host-bound share of the measured decode {r['host_bound_share']:.1%}"
+        )
 
 
 if __name__ == "__main__":

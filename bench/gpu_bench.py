@@ -48,10 +48,31 @@ def init():
 
 def make_spec(layers, batch, inp, out, tp=4, model="llama2-70b"):
     m = load_model(f"config/models/{model}.yaml", model, str(ROOT))
-    return dict(name=f"bench-{model}-etp{tp}", study="bench", backend="lightllm", device="cuda", gpu="?", num_gpus=1,
-                tp=tp, emulate_tp=tp > 1, gpu_ids=[0], dtype="float16", timing="cuda_events", batch=batch,
-                input_len=inp, output_len=out, num_layers=layers, model_layers=m["num_layers"], weights=None,
-                decode_sample=0, warmup=1, seed=0, model=m, timeout_s=900, collective_timeout_s=60)
+    return dict(
+        name=f"bench-{model}-etp{tp}",
+        study="bench",
+        backend="lightllm",
+        device="cuda",
+        gpu="?",
+        num_gpus=1,
+        tp=tp,
+        emulate_tp=tp > 1,
+        gpu_ids=[0],
+        dtype="float16",
+        timing="cuda_events",
+        batch=batch,
+        input_len=inp,
+        output_len=out,
+        num_layers=layers,
+        model_layers=m["num_layers"],
+        weights=None,
+        decode_sample=0,
+        warmup=1,
+        seed=0,
+        model=m,
+        timeout_s=900,
+        collective_timeout_s=60,
+    )
 
 
 def phase_sums(rec):
@@ -99,8 +120,12 @@ def main():
     Path(args.out).mkdir(parents=True, exist_ok=True)
     init()
     lb.patch_collectives_for_emulation()
-    res = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-               lightllm=lb.lightllm_version())
+    res = dict(
+        device=torch.cuda.get_device_name(0),
+        torch=torch.__version__,
+        date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        lightllm=lb.lightllm_version(),
+    )
     try:
         import triton
 
@@ -114,8 +139,12 @@ def main():
 
     # -- build ----------------------------------------------------------------
     model = lb.build_model(spec, 0, 1, "/tmp/opbreak-bench")
-    res["build"] = dict(layers=layers, build_s=model.opbreak_build_s, build_s_per_layer=model.opbreak_build_s / layers,
-                        init_s=model.opbreak_total_init_s)
+    res["build"] = dict(
+        layers=layers,
+        build_s=model.opbreak_build_s,
+        build_s_per_layer=model.opbreak_build_s / layers,
+        init_s=model.opbreak_total_init_s,
+    )
     print("build", res["build"], flush=True)
 
     def run(instrumented, out_len, decode_sample=0, method="cuda_events", exit_marks=False):
@@ -152,13 +181,23 @@ def main():
     for tag in ("enter", "enter_exit"):
         for ph in ("prefill", "decode"):
             res["overhead"][f"{ph}_overhead_{tag}"] = med[f"{ph}_{tag}"] / med[f"{ph}_plain"] - 1
-    res["closure"] = {tag: dict(min_prefill=min(c["prefill"]["closure"] for c in cl),
-                                min_decode=min(c["decode"]["closure"] for c in cl), runs=cl,
-                                prefill_ops=op_table(last[tag], "prefill"), decode_ops=op_table(last[tag], "decode"))
-                      for tag, cl in closures.items()}
+    res["closure"] = {
+        tag: dict(
+            min_prefill=min(c["prefill"]["closure"] for c in cl),
+            min_decode=min(c["decode"]["closure"] for c in cl),
+            runs=cl,
+            prefill_ops=op_table(last[tag], "prefill"),
+            decode_ops=op_table(last[tag], "decode"),
+        )
+        for tag, cl in closures.items()
+    }
     print("overhead", {k_: round(v, 4) for k_, v in res["overhead"].items() if "overhead" in k_}, med, flush=True)
     print("closure", {t: (c["min_prefill"], c["min_decode"]) for t, c in res["closure"].items()}, flush=True)
-    print("ops enter", {ph: {o: round(v, 3) for o, v in res["closure"]["enter"][f"{ph}_ops"].items()} for ph in ("prefill", "decode")}, flush=True)
+    print(
+        "ops enter",
+        {ph: {o: round(v, 3) for o, v in res["closure"]["enter"][f"{ph}_ops"].items()} for ph in ("prefill", "decode")},
+        flush=True,
+    )
 
     # -- overhead, alternating per decode step inside one run (cancels drift between runs) --
     alt = {}
@@ -169,9 +208,15 @@ def main():
         lb.run_static(model, spec, rec, tokens, inst, output_len=AO, decode_sample=AO // 2)
         si = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and s_["mode"] == "events"]
         sp = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and s_["mode"] == "plain"]
-        alt[tag] = dict(steps=AO, median_inst_ms=st.median(si), median_plain_ms=st.median(sp),
-                        mean_inst_ms=st.mean(si), mean_plain_ms=st.mean(sp),
-                        overhead_median=st.median(si) / st.median(sp) - 1, overhead_mean=st.mean(si) / st.mean(sp) - 1)
+        alt[tag] = dict(
+            steps=AO,
+            median_inst_ms=st.median(si),
+            median_plain_ms=st.median(sp),
+            mean_inst_ms=st.mean(si),
+            mean_plain_ms=st.mean(sp),
+            overhead_median=st.median(si) / st.median(sp) - 1,
+            overhead_mean=st.mean(si) / st.mean(sp) - 1,
+        )
     res["overhead"]["decode_alternating_steps"] = alt
     print("overhead per-step alternating", alt, flush=True)
 
@@ -184,8 +229,13 @@ def main():
         a = st.median(x[ph] for x in stt)
         b = st.median(x[ph] for x in ours)
         c = st.median(x[ph] for x in plain)
-        agg[ph] = dict(static_test_ms=a, instrumented_events_ms=b, plain_events_ms=c,
-                       instrumented_vs_static=b / a - 1, plain_vs_static=c / a - 1)
+        agg[ph] = dict(
+            static_test_ms=a,
+            instrumented_events_ms=b,
+            plain_events_ms=c,
+            instrumented_vs_static=b / a - 1,
+            plain_vs_static=c / a - 1,
+        )
     res["static_test_agreement"] = agg
     print("static", agg, flush=True)
 
@@ -199,13 +249,27 @@ def main():
     tot_s = sum(v for op, v in so.items())
     named_f = sum(v for op, v in fo.items() if op != UNATTRIBUTED)
     named_s = sum(v for op, v in so.items() if op != UNATTRIBUTED)
-    per_op = {op: dict(full=fo.get(op, 0.0), sampled=so.get(op, 0.0),
-                       rel=(so.get(op, 0.0) / fo[op] - 1) if fo.get(op) else None) for op in sorted(set(fo) | set(so))}
+    per_op = {
+        op: dict(
+            full=fo.get(op, 0.0), sampled=so.get(op, 0.0), rel=(so.get(op, 0.0) / fo[op] - 1) if fo.get(op) else None
+        )
+        for op in sorted(set(fo) | set(so))
+    }
     big = [op for op in per_op if op != UNATTRIBUTED and fo.get(op, 0) > 0.02 * tot_f]
-    res["sampled_decode"] = dict(steps=SO, sampled=k, fraction_instrumented=k / SO, full_e2e_ms=tot_f,
-                                 sampled_e2e_ms=tot_s, named_full_ms=named_f, named_sampled_ms=named_s,
-                                 named_rel=named_s / named_f - 1, max_rel_big_ops=max(abs(per_op[o]["rel"]) for o in big),
-                                 per_op=per_op, wall_full_s=t_full, wall_sampled_s=t_samp)
+    res["sampled_decode"] = dict(
+        steps=SO,
+        sampled=k,
+        fraction_instrumented=k / SO,
+        full_e2e_ms=tot_f,
+        sampled_e2e_ms=tot_s,
+        named_full_ms=named_f,
+        named_sampled_ms=named_s,
+        named_rel=named_s / named_f - 1,
+        max_rel_big_ops=max(abs(per_op[o]["rel"]) for o in big),
+        per_op=per_op,
+        wall_full_s=t_full,
+        wall_sampled_s=t_samp,
+    )
     # integration error alone: subsample the fully instrumented run's own steps
     from opbreak.timing import integrate_over_context, sample_steps
 
@@ -214,13 +278,17 @@ def main():
     ops_all = sorted({op for _, o_ in dsteps for op in o_})
     exact = {op: sum(o_.get(op, 0.0) for _, o_ in dsteps) for op in ops_all}
     for meth in ("linear_fit", "piecewise", "robust"):
-        est = integrate_over_context([dsteps[i][0]["context_len"] for i in pick],
-                                     {op: [dsteps[i][1].get(op, 0.0) for i in pick] for op in ops_all},
-                                     [s_["context_len"] for s_, _ in dsteps], method=meth)
+        est = integrate_over_context(
+            [dsteps[i][0]["context_len"] for i in pick],
+            {op: [dsteps[i][1].get(op, 0.0) for i in pick] for op in ops_all},
+            [s_["context_len"] for s_, _ in dsteps],
+            method=meth,
+        )
         res["sampled_decode"][f"same_run_{meth}"] = dict(
             named_rel=sum(est.values()) / sum(exact.values()) - 1,
             per_op_rel={op: est[op] / exact[op] - 1 for op in ops_all if exact[op] > 0},
-            max_rel_big_ops=max(abs(est[op] / exact[op] - 1) for op in ops_all if exact[op] > 0.02 * tot_f))
+            max_rel_big_ops=max(abs(est[op] / exact[op] - 1) for op in ops_all if exact[op] > 0.02 * tot_f),
+        )
     print("sampled", {k_: v for k_, v in res["sampled_decode"].items() if k_ != "per_op"}, flush=True)
 
     # -- torch_profiler ---------------------------------------------------------------
@@ -234,7 +302,9 @@ def main():
         res["torch_profiler"]["trace_bytes"] = os.path.getsize(tp) if tp else None
         print("profiler closure", prof.phase_closure(), flush=True)
         for ph in ("prefill", "decode"):
-            print(" ", ph, {op: (round(pe[ph].get(op, 0), 3), round(ee[ph].get(op, 0), 3)) for op in ee[ph]}, flush=True)
+            print(
+                " ", ph, {op: (round(pe[ph].get(op, 0), 3), round(ee[ph].get(op, 0), 3)) for op in ee[ph]}, flush=True
+            )
     except Exception as e:  # report, do not lose the other numbers
         res["torch_profiler"] = dict(error=repr(e))
         print("profiler failed:", repr(e), flush=True)

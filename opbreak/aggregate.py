@@ -16,6 +16,7 @@ from .config import field_defaults
 from .ops import LAYER_OPS, OPS
 from .stats import summarize_groups
 
+
 class ProvenanceError(ValueError):
     pass
 
@@ -34,7 +35,10 @@ def check_provenance(prov: dict, spec: dict, path: str):
         )
     if spec["device"] == "cuda" and prov.get("status") != "failed":
         if prov.get("device_count", 0) < max(1, spec["num_gpus"]):
-            raise ProvenanceError(f"{path}: ran on {prov.get('device_count')} devices, config {spec['name']!r} declares {spec['num_gpus']}")
+            raise ProvenanceError(
+                f"{path}: ran on {prov.get('device_count')} devices, "
+                f"config {spec['name']!r} declares {spec['num_gpus']}"
+            )
 
 
 def scale_layers(ops: pd.DataFrame, steps: pd.DataFrame, spec: dict):
@@ -63,17 +67,60 @@ def scale_layers(ops: pd.DataFrame, steps: pd.DataFrame, spec: dict):
     return ops, steps
 
 
-STATS = ["n", "median_ms", "mean_ms", "std_ms", "iqr_ms", "cv", "ci_lo_ms", "ci_hi_ms", "n_outliers", "unstable",
-         "repeats_for_5pct"]
+STATS = [
+    "n",
+    "median_ms",
+    "mean_ms",
+    "std_ms",
+    "iqr_ms",
+    "cv",
+    "ci_lo_ms",
+    "ci_hi_ms",
+    "n_outliers",
+    "unstable",
+    "repeats_for_5pct",
+]
 EMPTY_COLUMNS = {
-    "ops_repeats": ["study", "config", "repeat", "rank", "phase", "op", "time_ms", "calls", "modeled", "modeled_bytes",
-                    "timing_method", "layer_scale", "time_ms_measured"],
-    "ops_summary": ["config", "phase", "op", *STATS, "calls", "modeled", "modeled_bytes", "phase_median_ms", "share",
-                    "layer_scale"],
+    "ops_repeats": [
+        "study",
+        "config",
+        "repeat",
+        "rank",
+        "phase",
+        "op",
+        "time_ms",
+        "calls",
+        "modeled",
+        "modeled_bytes",
+        "timing_method",
+        "layer_scale",
+        "time_ms_measured",
+    ],
+    "ops_summary": [
+        "config",
+        "phase",
+        "op",
+        *STATS,
+        "calls",
+        "modeled",
+        "modeled_bytes",
+        "phase_median_ms",
+        "share",
+        "layer_scale",
+    ],
     "phase_totals": ["config", "repeat", "phase", "e2e_ms", "steps", "phase_added_ms"],
     "phase_summary": ["config", "phase", *STATS],
-    "steps": ["config", "repeat", "phase", "step", "context_len", "e2e_ms", "attributed_ms", "e2e_ms_measured",
-              "phase_added_ms"],
+    "steps": [
+        "config",
+        "repeat",
+        "phase",
+        "step",
+        "context_len",
+        "e2e_ms",
+        "attributed_ms",
+        "e2e_ms_measured",
+        "phase_added_ms",
+    ],
 }
 
 
@@ -98,8 +145,9 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
             raise ProvenanceError(f"{prov_p}: config {prov.get('config')!r} is not in the current config file")
         check_provenance(prov, spec, str(prov_p))
         if prov.get("status") == "failed":  # the measure job's last attempt failed: reported, not measured
-            failures.append(dict(config=prov["config"], repeat=prov["repeat"], error=prov.get("error", ""),
-                                 path=str(prov_p)))
+            failures.append(
+                dict(config=prov["config"], repeat=prov["repeat"], error=prov.get("error", ""), path=str(prov_p))
+            )
             continue
         ops, steps = pd.read_csv(ops_p), pd.read_csv(steps_p)
         ops, steps = scale_layers(ops, steps, spec)
@@ -124,22 +172,40 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
     summary = summary.merge(calls.reset_index(), on=["config", "phase", "op"], how="left")
     summary["modeled"] = False
     summary["modeled_bytes"] = 0
-    mod = r0[r0["modeled"]].groupby(["config", "phase", "op"]).agg(calls=("calls", "median"), modeled_bytes=("modeled_bytes", "median")).reset_index()
+    mod = (
+        r0[r0["modeled"]]
+        .groupby(["config", "phase", "op"])
+        .agg(calls=("calls", "median"), modeled_bytes=("modeled_bytes", "median"))
+        .reset_index()
+    )
     if len(mod):
         mod["modeled"] = True
         summary = pd.concat([summary, mod], ignore_index=True)
 
     s0 = steps[steps["rank"] == 0]
-    phase_tot = s0.groupby(["config", "repeat", "phase"]).agg(e2e_ms=("e2e_ms", "sum"), steps=("step", "count")).reset_index()
+    phase_tot = (
+        s0.groupby(["config", "repeat", "phase"]).agg(e2e_ms=("e2e_ms", "sum"), steps=("step", "count")).reset_index()
+    )
     added = s0.groupby(["config", "repeat", "phase"])["phase_added_ms"].first().reset_index()
     phase_tot = phase_tot.merge(added, on=["config", "repeat", "phase"])
     phase_tot["e2e_ms"] += phase_tot["phase_added_ms"]
     phase_summary = summarize_groups(phase_tot, ["config", "phase"], "e2e_ms", unstable_cv)
-    summary = summary.merge(phase_summary[["config", "phase", "median_ms"]].rename(columns={"median_ms": "phase_median_ms"}),
-                            on=["config", "phase"], how="left")
+    summary = summary.merge(
+        phase_summary[["config", "phase", "median_ms"]].rename(columns={"median_ms": "phase_median_ms"}),
+        on=["config", "phase"],
+        how="left",
+    )
     summary["share"] = summary["median_ms"] / summary["phase_median_ms"]
     summary["layer_scale"] = summary["config"].map(lambda c: specs[c]["model_layers"] / specs[c]["num_layers"])
     summary["op_order"] = summary["op"].map(OPS.index)
     summary = summary.sort_values(["config", "phase", "op_order"]).drop(columns="op_order").reset_index(drop=True)
-    return dict(ops_repeats=ops, ops_summary=summary, phase_totals=phase_tot, phase_summary=phase_summary,
-                steps=s0.drop(columns=["rank"]), steps_all=steps, provenance=provs, failures=failures)
+    return dict(
+        ops_repeats=ops,
+        ops_summary=summary,
+        phase_totals=phase_tot,
+        phase_summary=phase_summary,
+        steps=s0.drop(columns=["rank"]),
+        steps_all=steps,
+        provenance=provs,
+        failures=failures,
+    )

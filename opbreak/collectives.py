@@ -136,8 +136,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, backend,
-                  device, timeout_s, out_path):
+def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, backend, device, timeout_s, out_path):
     """One rank of the sweep, timed the way nccl-tests times it.
 
     Per size and round: ``warmup`` untimed calls, a barrier, then ``iters``
@@ -154,8 +153,13 @@ def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, back
     torch.set_num_threads(1)
     if backend == "gloo":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=timeout_s),
+    )
     try:
         if device == "cuda":
             torch.cuda.set_device(rank)
@@ -236,8 +240,24 @@ def allreduce_sweep(
     fd, out_path = tempfile.mkstemp(suffix=".json", prefix="opbreak_sweep_")
     os.close(fd)
     try:
-        mp.spawn(_sweep_worker, args=(world_size, _free_port(), sizes, iters, warmup, rounds, repeats,
-                                      backend, device, timeout_s, out_path), nprocs=world_size, join=True)
+        mp.spawn(
+            _sweep_worker,
+            args=(
+                world_size,
+                _free_port(),
+                sizes,
+                iters,
+                warmup,
+                rounds,
+                repeats,
+                backend,
+                device,
+                timeout_s,
+                out_path,
+            ),
+            nprocs=world_size,
+            join=True,
+        )
         with open(out_path) as f:
             batch, per_call = ([np.asarray(r, dtype=float) for r in part] for part in json.load(f))
     finally:
@@ -250,16 +270,18 @@ def sweep_table(sizes, n, batch, per_call, iters) -> pd.DataFrame:
     times = np.array([np.median(r) for r in batch])
     size_arr = np.asarray(sizes, dtype=float)
     algbw = size_arr / times / 1e9
-    return pd.DataFrame({
-        "size_bytes": np.asarray(sizes, dtype=np.int64),
-        "time_s": times,
-        "algbw_GBps": algbw,
-        "busbw_GBps": algbw * 2.0 * (n - 1) / n,
-        "time_p10_s": [float(np.percentile(r, 10)) for r in batch],
-        "time_min_s": [float(r.min()) for r in batch],
-        "rounds": [r.size for r in batch],
-        "calls_per_round": iters,
-        "percall_p10_s": [float(np.percentile(r, 10)) for r in per_call],
-        "percall_median_s": [float(np.median(r)) for r in per_call],
-        "percall_p90_s": [float(np.percentile(r, 90)) for r in per_call],
-    })
+    return pd.DataFrame(
+        {
+            "size_bytes": np.asarray(sizes, dtype=np.int64),
+            "time_s": times,
+            "algbw_GBps": algbw,
+            "busbw_GBps": algbw * 2.0 * (n - 1) / n,
+            "time_p10_s": [float(np.percentile(r, 10)) for r in batch],
+            "time_min_s": [float(r.min()) for r in batch],
+            "rounds": [r.size for r in batch],
+            "calls_per_round": iters,
+            "percall_p10_s": [float(np.percentile(r, 10)) for r in per_call],
+            "percall_median_s": [float(np.median(r)) for r in per_call],
+            "percall_p90_s": [float(np.percentile(r, 90)) for r in per_call],
+        }
+    )

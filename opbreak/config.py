@@ -219,8 +219,10 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
                 hint = f"did you mean {near[0]!r}?" if near else f"known: {sorted(seen)}"
                 errs.append(f"{where}.{side}: unknown config {p.get(side)!r}; {hint}")
         if p.get("a") is not None and p.get("a") == p.get("b"):
-            errs.append(f"{where}.b: {p['b']!r} is also a; a pair compares two different configs, "
-                        f"pick b from {sorted(seen - {p['a']})}")
+            errs.append(
+                f"{where}.b: {p['b']!r} is also a; a pair compares two different configs, "
+                f"pick b from {sorted(seen - {p['a']})}"
+            )
     return schema_errs + errs
 
 
@@ -230,8 +232,10 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
     where = f"configs[{i}] ({name!r})"
     n_before = len(errs)
     if not SAFE_NAME.match(str(name)):
-        errs.append(f"{where}.name: {name!r} is not a safe path part (no '/', spaces or shell characters); "
-                    "use letters, digits, '.', '_', '-', at most 64")
+        errs.append(
+            f"{where}.name: {name!r} is not a safe path part (no '/', spaces or shell characters); "
+            "use letters, digits, '.', '_', '-', at most 64"
+        )
     if name in seen:
         errs.append(f"{where}.name: duplicate config name {name!r}; config names must be unique")
     seen.add(name)
@@ -287,22 +291,28 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
         if len(ids) != c["num_gpus"]:
             errs.append(f"{where}.gpu_ids: {ids} has {len(ids)} ids but num_gpus is {c['num_gpus']}")
         if c["timing"] == "perf_counter":
-            errs.append(f"{where}.timing: perf_counter does not see asynchronous CUDA work; use cuda_events "
-                        "(or blocking_host for the seed's CUDA_LAUNCH_BLOCKING method)")
+            errs.append(
+                f"{where}.timing: perf_counter does not see asynchronous CUDA work; use cuda_events "
+                "(or blocking_host for the seed's CUDA_LAUNCH_BLOCKING method)"
+            )
         if gpus and gpu in gpus and len(errs) == n_before:
             need, parts = memory_estimate_gib(m, c)
             have = gpus[gpu].get("mem_GiB") or gpus[gpu].get("mem_GB", 0) * 1e9 / 2**30
             if have and need > have * c["gpu_mem_fraction"]:
-                errs.append(f"{where}: needs ~{need:.1f} GiB per GPU ({parts}) but {gpu} has {have:.1f} GiB x "
-                            f"gpu_mem_fraction {c['gpu_mem_fraction']}; lower batch/lengths, raise tp or "
-                            "truncate num_layers")
+                errs.append(
+                    f"{where}: needs ~{need:.1f} GiB per GPU ({parts}) but {gpu} has {have:.1f} GiB x "
+                    f"gpu_mem_fraction {c['gpu_mem_fraction']}; lower batch/lengths, raise tp or "
+                    "truncate num_layers"
+                )
     if c["emulate_tp"] and c["backend"] == "torch" and gpu == "cpu" and tp == 1:
         errs.append(f"{where}.emulate_tp: true with tp 1 emulates nothing; set tp > 1 or drop emulate_tp")
     if c["weights"] is not None:
         wp = Path(root) / c["weights"]
         if not wp.is_dir():
-            errs.append(f"{where}.weights: {c['weights']!r} is not a directory; give a local HF directory "
-                        "(config.json + *.safetensors) or null for random weights")
+            errs.append(
+                f"{where}.weights: {c['weights']!r} is not a directory; give a local HF directory "
+                "(config.json + *.safetensors) or null for random weights"
+            )
         else:
             from .weights import WeightsError, check_weights_dir
 
@@ -312,8 +322,6 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
                 errs.append(f"{where}.{e}")
     if c["decode_sample"] and c["decode_sample"] > c.get("output_len", 0):
         errs.append(f"{where}.decode_sample: {c['decode_sample']} exceeds output_len; use 0 (all steps) or fewer")
-
-
 
 
 def memory_estimate_gib(model, c):

@@ -54,9 +54,7 @@ def validate_catalog(cat: Mapping, path="<dict>") -> dict:
         if not isinstance(e, Mapping):
             _fail(path, key, "<entry>", "must be a mapping")
         names = e.get("names")
-        if not isinstance(names, list) or not names or not all(
-            isinstance(n, str) and n.strip() for n in names
-        ):
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
             _fail(path, key, "names", "must be a non-empty list of strings")
         for f in ("peak_tflops", "mem_bw_GBps", "mem_GB"):
             _positive(path, key, e, f)
@@ -108,7 +106,7 @@ def lookup_gpu(catalog: Mapping, key: str) -> dict:
 
 def _norm_name(s: str) -> str:
     s = " ".join(str(s).strip().lower().split())
-    return s[len("nvidia "):] if s.startswith("nvidia ") else s
+    return s[len("nvidia ") :] if s.startswith("nvidia ") else s
 
 
 def match_device_name(catalog: Mapping, torch_name: str) -> str | None:
@@ -132,9 +130,7 @@ def cpu_entry(catalog: Mapping, ceilings: Mapping | None = None) -> dict:
     return e
 
 
-def link_between(
-    catalog: Mapping, gpu_key: str, topology: Mapping | str | None, ranks: int | Sequence
-) -> dict:
+def link_between(catalog: Mapping, gpu_key: str, topology: Mapping | str | None, ranks: int | Sequence) -> dict:
     """The link a ring all-reduce over ``ranks`` GPUs runs at: the slowest on the ring.
 
     topology: ``{link: nvlink|pcie|nvlink-pairs|auto|none}`` (or the bare string);
@@ -155,11 +151,9 @@ def link_between(
         kind = {"all": "nvlink", "pairs": "nvlink-pairs"}.get(gpu.get("nvlink_topology"), "pcie")
     elif kind == "none":
         kind = "pcie"
-    alphas = {k: float(v.get("alpha_us", 0.0)) for k, v in catalog.get("links", {}).items()
-              if isinstance(v, Mapping)}
+    alphas = {k: float(v.get("alpha_us", 0.0)) for k, v in catalog.get("links", {}).items() if isinstance(v, Mapping)}
     if n <= 1:
-        return {"kind": "none", "bidir_GBps": float("inf"), "bw_bytes_per_s": float("inf"),
-                "alpha_s": 0.0, "n": n}
+        return {"kind": "none", "bidir_GBps": float("inf"), "bw_bytes_per_s": float("inf"), "alpha_s": 0.0, "n": n}
     if kind == "nvlink-pairs":
         kind = "nvlink" if n == 2 else "pcie"
     if kind == "nvlink":
@@ -204,9 +198,7 @@ def topology_from_nvidia_smi(text: str, gpu_ids: Sequence[int]) -> str | None:
     return "pcie" if "pcie" in kinds else "nvlink"
 
 
-def measure_cpu_ceilings(
-    dtype=None, *, matmul_n: int = 1024, copy_mib: int = 64, runs: int = 5
-) -> dict:
+def measure_cpu_ceilings(dtype=None, *, matmul_n: int = 1024, copy_mib: int = 64, runs: int = 5) -> dict:
     """Measured CPU ceilings: {peak_tflops, mem_bw_GBps} (medians of ``runs``).
 
     Compute: an n x n x n matmul (2 n^3 FLOPs). Memory: a copy of ``copy_mib`` MiB

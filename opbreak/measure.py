@@ -158,12 +158,38 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
     return results
 
 
-OPS_COLUMNS = ["study", "config", "repeat", "rank", "phase", "op", "time_ms", "kernel_ms", "calls", "modeled",
-               "modeled_bytes", "timing_method", *provenance.CONFIG_COLUMNS, "model", "gpu_ids"]
+OPS_COLUMNS = [
+    "study",
+    "config",
+    "repeat",
+    "rank",
+    "phase",
+    "op",
+    "time_ms",
+    "kernel_ms",
+    "calls",
+    "modeled",
+    "modeled_bytes",
+    "timing_method",
+    *provenance.CONFIG_COLUMNS,
+    "model",
+    "gpu_ids",
+]
 STEPS_COLUMNS = ["config", "repeat", "rank", "phase", "step", "context_len", "e2e_ms", "attributed_ms", "mode"]
 OUTPUTS = ("ops.csv", "steps.csv", "collectives.csv")  # the measure rule's outputs, besides provenance.json
-COLLECTIVES_COLUMNS = ["config", "repeat", "rank", "phase", "step", "context_len", "call", "op", "kernel", "start_us",
-                       "end_us"]
+COLLECTIVES_COLUMNS = [
+    "config",
+    "repeat",
+    "rank",
+    "phase",
+    "step",
+    "context_len",
+    "call",
+    "op",
+    "kernel",
+    "start_us",
+    "end_us",
+]
 
 
 def tables(spec: dict, repeat: int, results: list[dict]):
@@ -179,8 +205,11 @@ def tables(spec: dict, repeat: int, results: list[dict]):
         steps.extend(dict(**key, rank=res["rank"], **row) for row in res["steps"])
         coll.extend(dict(**key, rank=res["rank"], **row) for row in res.get("collectives", ()))
     # columns fixed even when empty (a failure record, a CPU run without kernels)
-    return (pd.DataFrame(ops, columns=OPS_COLUMNS), pd.DataFrame(steps).reindex(columns=STEPS_COLUMNS),
-            pd.DataFrame(coll, columns=COLLECTIVES_COLUMNS))
+    return (
+        pd.DataFrame(ops, columns=OPS_COLUMNS),
+        pd.DataFrame(steps).reindex(columns=STEPS_COLUMNS),
+        pd.DataFrame(coll, columns=COLLECTIVES_COLUMNS),
+    )
 
 
 def _failed(args, spec, out, started, error):
@@ -190,8 +219,16 @@ def _failed(args, spec, out, started, error):
     print(f"measure failed on its last attempt, recording the failure: {error}", file=sys.stderr)
     for name, df in zip(OUTPUTS, tables(spec, args.repeat, [])):
         write_csv_atomic(df, out / name)
-    prov = dict(config=spec["name"], repeat=args.repeat, status="failed", error=error, spec=spec, started=started,
-                finished=dt.datetime.now(dt.timezone.utc).isoformat(), host=socket.gethostname())
+    prov = dict(
+        config=spec["name"],
+        repeat=args.repeat,
+        status="failed",
+        error=error,
+        spec=spec,
+        started=started,
+        finished=dt.datetime.now(dt.timezone.utc).isoformat(),
+        host=socket.gethostname(),
+    )
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
 
 
@@ -200,9 +237,12 @@ def main(argv=None):
     ap.add_argument("--spec", required=True, help="resolved config spec (JSON, from the spec rule)")
     ap.add_argument("--repeat", type=int, required=True)
     ap.add_argument("--outdir", required=True)
-    ap.add_argument("--record-failure", action="store_true",
-                    help="last attempt: if the run fails, write a failure record (no measurements, status "
-                         "failed) and exit 0 so a --keep-going pipeline still reports the config as failed")
+    ap.add_argument(
+        "--record-failure",
+        action="store_true",
+        help="last attempt: if the run fails, write a failure record (no measurements, status "
+        "failed) and exit 0 so a --keep-going pipeline still reports the config as failed",
+    )
     args = ap.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
     out = Path(args.outdir)
@@ -228,8 +268,9 @@ def main(argv=None):
         nccl_used = transport.used(work)
     frames = tables(spec, args.repeat, results)
     prov = provenance.collect(spec, args.repeat, started, prov_pre)
-    prov["transport"] = dict(config=spec.get("transport", "auto"), label=transport.label(spec.get("transport", "auto")),
-                             nccl_used=nccl_used)
+    prov["transport"] = dict(
+        config=spec.get("transport", "auto"), label=transport.label(spec.get("transport", "auto")), nccl_used=nccl_used
+    )
     if spec["device"] == "cpu":
         # CPU ceilings are measured, not typed in: one rank's threads, this host, now.
         import torch
@@ -243,8 +284,10 @@ def main(argv=None):
     for name, df in zip(OUTPUTS, frames):
         write_csv_atomic(df, out / name)
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
-    print(f"{spec['name']} repeat {args.repeat}: {len(frames[0])} op rows, {len(frames[1])} steps, "
-          f"{len(frames[2])} collective kernels -> {out}")
+    print(
+        f"{spec['name']} repeat {args.repeat}: {len(frames[0])} op rows, {len(frames[1])} steps, "
+        f"{len(frames[2])} collective kernels -> {out}"
+    )
 
 
 if __name__ == "__main__":

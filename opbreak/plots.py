@@ -127,14 +127,17 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
         sizes = [t[1] for t in big]
         colors = [op_color(t[0]) for t in big]
         labels = []
-        for op, v, share, is_mod in big:
-            labels.append("" if is_mod or not np.isfinite(share) or v / total < PIE_LABEL_MIN else f"{100 * share:.1f}%")
+        for _op, v, share, is_mod in big:
+            labels.append(
+                "" if is_mod or not np.isfinite(share) or v / total < PIE_LABEL_MIN else f"{100 * share:.1f}%"
+            )
         if small:
             sizes.append(sum(t[1] for t in small))
             colors.append(OTHER_COLOR)
             labels.append("")
-        wedges, _ = ax.pie(sizes, colors=colors, startangle=90, counterclock=False,
-                           wedgeprops=dict(linewidth=1, edgecolor="white"))
+        wedges, _ = ax.pie(
+            sizes, colors=colors, startangle=90, counterclock=False, wedgeprops=dict(linewidth=1, edgecolor="white")
+        )
         for w, tt in zip(wedges, big):
             if tt[3]:
                 w.set_hatch("//")
@@ -148,16 +151,32 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
             x, y = 0.68 * np.cos(ang), 0.68 * np.sin(ang)
             rgb = matplotlib.colors.to_rgb(w.get_facecolor())
             lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-            ax.text(x, y, lab, ha="center", va="center", fontsize=10, color="white" if lum < 0.55 else "black",
-                    fontweight="bold")
+            ax.text(
+                x,
+                y,
+                lab,
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="white" if lum < 0.55 else "black",
+                fontweight="bold",
+            )
         ph = d["phase_median_ms"].dropna()
         title = phase if ph.empty else f"{phase}\n(phase median {fmt_ms(ph.iloc[0])} ms)"
         ax.set_title(title, fontsize=11)
         ax.set_aspect("equal")
         if small:
             names = _wrap(", ".join(_op_order([tt[0] for tt in small])), 44)
-            ax.text(0.5, -0.04, f"other (each < {100 * PIE_MIN_SHARE:.0f}%):\n{names}", transform=ax.transAxes,
-                    ha="center", va="top", fontsize=8.5, color="#444444")
+            ax.text(
+                0.5,
+                -0.04,
+                f"other (each < {100 * PIE_MIN_SHARE:.0f}%):\n{names}",
+                transform=ax.transAxes,
+                ha="center",
+                va="top",
+                fontsize=8.5,
+                color="#444444",
+            )
         legend_ops += [tt[0] for tt in big if tt[0] not in legend_ops]
     handles = [Patch(facecolor=op_color(o), edgecolor="white", label=o) for o in _op_order(legend_ops)]
     handles.append(Patch(facecolor=OTHER_COLOR, edgecolor="#bbbbbb", label="other (listed under the pie)"))
@@ -194,15 +213,26 @@ def pair_bars(ops_summary: pd.DataFrame, a: str, b: str, label: str, path):
         ops = _op_order(d["op"].unique())
         y = np.arange(len(ops))
         h = 0.38
-        for k, (cfg, off, hatch, alpha) in enumerate([(a, -h / 2, None, 1.0), (b, h / 2, "///", 0.55)]):
+        for cfg, off, hatch, alpha in [(a, -h / 2, None, 1.0), (b, h / 2, "///", 0.55)]:
             sub = d[d["config"] == cfg].set_index("op")
             vals = np.array([sub["median_ms"].get(o, np.nan) for o in ops], float)
             lo = np.array([sub["ci_lo_ms"].get(o, np.nan) for o in ops], float)
             hi = np.array([sub["ci_hi_ms"].get(o, np.nan) for o in ops], float)
             err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
             err = np.nan_to_num(err)
-            ax.barh(y + off, np.nan_to_num(vals), height=h, color=[op_color(o) for o in ops], alpha=alpha,
-                    hatch=hatch, edgecolor="#333333", linewidth=0.5, xerr=err, ecolor="#222222", capsize=2)
+            ax.barh(
+                y + off,
+                np.nan_to_num(vals),
+                height=h,
+                color=[op_color(o) for o in ops],
+                alpha=alpha,
+                hatch=hatch,
+                edgecolor="#333333",
+                linewidth=0.5,
+                xerr=err,
+                ecolor="#222222",
+                capsize=2,
+            )
         ax.set_yticks(y, ops)
         ax.invert_yaxis()
         vmax, vmin = d["median_ms"].max(), d.loc[d["median_ms"] > 0, "median_ms"].min()
@@ -211,8 +241,10 @@ def pair_bars(ops_summary: pd.DataFrame, a: str, b: str, label: str, path):
         ax.set_xlabel(f"median time per phase [ms] ({CI})")
         ax.set_title(phase)
         ax.grid(axis="x", alpha=0.3)
-    handles = [Patch(facecolor="#999999", edgecolor="#333333", label=f"A: {_short(a)}"),
-               Patch(facecolor="#999999", alpha=0.55, hatch="///", edgecolor="#333333", label=f"B: {_short(b)}")]
+    handles = [
+        Patch(facecolor="#999999", edgecolor="#333333", label=f"A: {_short(a)}"),
+        Patch(facecolor="#999999", alpha=0.55, hatch="///", edgecolor="#333333", label=f"B: {_short(b)}"),
+    ]
     fig.legend(handles=handles, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.suptitle(_short(label, 80), y=1.06)
     fig.tight_layout()
@@ -224,7 +256,7 @@ def _n_ops(df, configs):
 
 
 END_TO_END_COLOR = "#555555"
-SPEEDUP_TICKS = sorted({2.0 ** k for k in range(-10, 11)} | {0.75, 1.5, 3.0, 6.0, 12.0})
+SPEEDUP_TICKS = sorted({2.0**k for k in range(-10, 11)} | {0.75, 1.5, 3.0, 6.0, 12.0})
 
 
 def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
@@ -248,18 +280,35 @@ def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
         hi = np.nan_to_num(p["speedup_hi"].to_numpy(float) - sp)
         colors = [END_TO_END_COLOR if o == "end_to_end" else op_color(o) for o in ops]
         ax.barh(y, sp - 1.0, left=1.0, color=colors, edgecolor="#333333", linewidth=0.5, height=0.7)
-        ax.errorbar(sp, y, xerr=np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)]), fmt="none",
-                    ecolor="#222222", capsize=3, lw=1)
+        ax.errorbar(
+            sp,
+            y,
+            xerr=np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)]),
+            fmt="none",
+            ecolor="#222222",
+            capsize=3,
+            lw=1,
+        )
         th = p["theory_speedup"].to_numpy(float)
         ok = np.isfinite(th) & (th > 0)
-        ax.scatter(th[ok], y[ok], marker="D", color="black", edgecolor="white", linewidth=0.8, zorder=5, s=42,
-                   label="theory (roofline)")
+        ax.scatter(
+            th[ok],
+            y[ok],
+            marker="D",
+            color="black",
+            edgecolor="white",
+            linewidth=0.8,
+            zorder=5,
+            s=42,
+            label="theory (roofline)",
+        )
         ax.axvline(1.0, color="#444444", lw=1)
         if "end_to_end" in ops:
             ax.axhline(0.5, color="#999999", lw=0.8, ls=":")
         ax.set_xscale("log", base=2)
-        vals = np.concatenate([sp, th[ok], p["speedup_hi"].dropna().to_numpy(float),
-                               p["speedup_lo"].dropna().to_numpy(float), [1.0]])
+        vals = np.concatenate(
+            [sp, th[ok], p["speedup_hi"].dropna().to_numpy(float), p["speedup_lo"].dropna().to_numpy(float), [1.0]]
+        )
         vals = vals[np.isfinite(vals) & (vals > 0)]
         lo_x, hi_x = vals.min() / 1.4, vals.max() * 1.4
         ax.set_xlim(lo_x, hi_x)
@@ -270,8 +319,10 @@ def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
         flagged = p["flagged"].astype(bool).to_numpy()
-        names = [o + (" (modeled)" if bool(p["modeled"].get(o, False)) else "") + (" ≠" if f else "")
-                 for o, f in zip(ops, flagged)]
+        names = [
+            o + (" (modeled)" if bool(p["modeled"].get(o, False)) else "") + (" ≠" if f else "")
+            for o, f in zip(ops, flagged)
+        ]
         ax.set_yticks(y, names)
         for tl, f in zip(ax.get_yticklabels(), flagged):
             if f:
@@ -281,10 +332,13 @@ def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
         ax.set_xlabel("speedup of A over B = time(B) / time(A)\n(log scale; right of 1: A faster)")
         ax.set_title(phase)
         ax.grid(axis="x", alpha=0.3)
-    handles = [plt.Line2D([], [], marker="D", color="w", markerfacecolor="black", markersize=7,
-                          label="theory (roofline ratio)"),
-               plt.Line2D([], [], color="#222222", lw=1, label=f"{CI} (bootstrap)"),
-               Patch(facecolor="white", edgecolor="white", label="red label ≠: flagged, off theory")]
+    handles = [
+        plt.Line2D(
+            [], [], marker="D", color="w", markerfacecolor="black", markersize=7, label="theory (roofline ratio)"
+        ),
+        plt.Line2D([], [], color="#222222", lw=1, label=f"{CI} (bootstrap)"),
+        Patch(facecolor="white", edgecolor="white", label="red label ≠: flagged, off theory"),
+    ]
     fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
     fig.suptitle(f"{_short(label, 80)}:  A = {_short(a)}, B = {_short(b)}", y=1.05)
     fig.tight_layout()
@@ -346,19 +400,27 @@ def phase_totals(phase_summary: pd.DataFrame, phase_totals_df: pd.DataFrame, con
             continue
         y = np.arange(len(cf))
         med = s.loc[cf, "median_ms"].to_numpy(float)
-        err = np.nan_to_num(np.vstack([med - s.loc[cf, "ci_lo_ms"].to_numpy(float),
-                                       s.loc[cf, "ci_hi_ms"].to_numpy(float) - med]))
+        err = np.nan_to_num(
+            np.vstack([med - s.loc[cf, "ci_lo_ms"].to_numpy(float), s.loc[cf, "ci_hi_ms"].to_numpy(float) - med])
+        )
         ax.barh(y, med, color=[cols[c] for c in cf], alpha=0.75, xerr=np.clip(err, 0, None), capsize=3)
         t = phase_totals_df[phase_totals_df["phase"] == phase]
         for i, c in enumerate(cf):
             v = t.loc[t["config"] == c, "e2e_ms"].to_numpy(float)
-            ax.scatter(v, np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else [i] * len(v),
-                       color="black", s=12, zorder=5)
+            ax.scatter(
+                v,
+                np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else [i] * len(v),
+                color="black",
+                s=12,
+                zorder=5,
+            )
         ax.set_yticks(y, [_short(c, 28) for c in cf])
         ax.invert_yaxis()
         ax.set_xlabel(f"phase end-to-end [ms]  (bar: median, whisker: {CI}, dots: repeats)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1e4 else f"{v:g}"))
+        ax.xaxis.set_major_formatter(
+            matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1e4 else f"{v:g}")
+        )
         ax.set_title(phase)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -368,12 +430,17 @@ def phase_totals(phase_summary: pd.DataFrame, phase_totals_df: pd.DataFrame, con
 def _op_grid(d: pd.DataFrame, configs, value: str, extra: str):
     """Op x "config phase" grids of ``value`` and ``extra``, ops in vocabulary order, columns in config order."""
     order = {c: i for i, c in enumerate(configs)}
-    d = d.assign(col=d["config"].map(lambda c: _short(c, 22)) + " " + d["phase"],
-                 _o=d["config"].map(lambda c: order.get(c, 999)) * 10 + d["phase"].map(lambda p: PHASES.index(p) if p in PHASES else 9))
+    d = d.assign(
+        col=d["config"].map(lambda c: _short(c, 22)) + " " + d["phase"],
+        _o=d["config"].map(lambda c: order.get(c, 999)) * 10
+        + d["phase"].map(lambda p: PHASES.index(p) if p in PHASES else 9),
+    )
     cols = list(dict.fromkeys(d.sort_values("_o")["col"]))
     piv = d.pivot_table(index="op", columns="col", values=value, aggfunc="first")
     piv = piv.reindex(index=_op_order(piv.index), columns=cols)
-    other = d.pivot_table(index="op", columns="col", values=extra, aggfunc="first").reindex(index=piv.index, columns=cols)
+    other = d.pivot_table(index="op", columns="col", values=extra, aggfunc="first").reindex(
+        index=piv.index, columns=cols
+    )
     return piv, other, cols
 
 
@@ -401,9 +468,19 @@ def stability_cv(ops_summary: pd.DataFrame, unstable_cv: float, path, configs=No
     annot = piv.map(lambda v: "" if not np.isfinite(v) else f"{100 * v:.0f}")
     annot = annot.where(~flag.fillna(False).astype(bool), annot + "*")
     fig, ax = plt.subplots(figsize=(1.6 + 0.78 * len(cols), 1.2 + 0.36 * len(piv)))
-    sns.heatmap(100 * piv, annot=annot, fmt="", cmap="rocket_r", vmin=0, vmax=max(4 * 100 * unstable_cv, 1),
-                cbar_kws={"label": "CV across repeats [%]"}, linewidths=0.5, linecolor="white", ax=ax,
-                annot_kws={"fontsize": 8})
+    sns.heatmap(
+        100 * piv,
+        annot=annot,
+        fmt="",
+        cmap="rocket_r",
+        vmin=0,
+        vmax=max(4 * 100 * unstable_cv, 1),
+        cbar_kws={"label": "CV across repeats [%]"},
+        linewidths=0.5,
+        linecolor="white",
+        ax=ax,
+        annot_kws={"fontsize": 8},
+    )
     _style_op_grid(ax, f"Repeat-to-repeat CV per op [%]  (* = unstable: CV > {100 * unstable_cv:.0f}%)")
     _save(fig, path)
 
@@ -441,8 +518,15 @@ def repeat_spread(phase_totals_df: pd.DataFrame, phase_summary: pd.DataFrame, co
             ax.scatter(rel[~out], yy[~out], color="#333333", s=16)
             reps = p.loc[p["config"] == c, "repeat"].to_numpy()
             for xv, yv, rp in zip(rel, yy, reps):
-                ax.annotate(f"r{int(rp)}" if _fin(rp) else "r?", (xv, yv), xytext=(4, 0),
-                            textcoords="offset points", va="center", fontsize=7, color="#666666")
+                ax.annotate(
+                    f"r{int(rp)}" if _fin(rp) else "r?",
+                    (xv, yv),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                    color="#666666",
+                )
             if out.any():
                 ax.scatter(rel[out], yy[out], color="#d00000", s=30, marker="x", label="outlier (MAD)")
         ax.axvline(0, color="#888888", lw=1)
@@ -476,15 +560,22 @@ def roofline(theory_ops: pd.DataFrame, ceilings: pd.DataFrame, configs, path):
     used_ops = set()
     for ax, cfg in zip(axes.flat, present):
         t = theory_ops[(theory_ops["config"] == cfg)]
-        t = t[np.isfinite(t["intensity"]) & (t["intensity"] > 0) & np.isfinite(t["achieved_tflops"])
-              & (t["achieved_tflops"] > 0)]
+        t = t[
+            np.isfinite(t["intensity"])
+            & (t["intensity"] > 0)
+            & np.isfinite(t["achieved_tflops"])
+            & (t["achieved_tflops"] > 0)
+        ]
         c = ceilings[ceilings["config"] == cfg] if len(ceilings) else ceilings
         if t.empty:
             _no_data(ax, "no op with FLOPs and bytes")
             ax.set_title(_short(cfg, 50))
             continue
-        ridge = [r.peak_tflops * 1e3 / r.mem_bw_GBps for r in c.itertuples()
-                 if _fin(r.peak_tflops) and _fin(r.mem_bw_GBps) and r.mem_bw_GBps > 0]
+        ridge = [
+            r.peak_tflops * 1e3 / r.mem_bw_GBps
+            for r in c.itertuples()
+            if _fin(r.peak_tflops) and _fin(r.mem_bw_GBps) and r.mem_bw_GBps > 0
+        ]
         lo_x = min([t["intensity"].min()] + [x / 10 for x in ridge]) / 2
         hi_x = max([t["intensity"].max()] + [x * 3 for x in ridge]) * 2
         xs = np.geomspace(lo_x, hi_x, 200)
@@ -492,12 +583,26 @@ def roofline(theory_ops: pd.DataFrame, ceilings: pd.DataFrame, configs, path):
             ls = "-" if str(row.source) == "datasheet" else "--"
             if np.isfinite(row.peak_tflops) and np.isfinite(row.mem_bw_GBps):
                 roof = np.minimum(row.peak_tflops, row.mem_bw_GBps * xs / 1e3)
-                ax.plot(xs, roof, color="#333333", ls=ls, lw=1.3,
-                        label=f"{row.source}: {row.peak_tflops:.4g} TFLOP/s, {row.mem_bw_GBps:.4g} GB/s")
+                ax.plot(
+                    xs,
+                    roof,
+                    color="#333333",
+                    ls=ls,
+                    lw=1.3,
+                    label=f"{row.source}: {row.peak_tflops:.4g} TFLOP/s, {row.mem_bw_GBps:.4g} GB/s",
+                )
         for phase in PHASES:
             p = t[t["phase"] == phase]
-            ax.scatter(p["intensity"], p["achieved_tflops"], c=[op_color(o) for o in p["op"]],
-                       marker=PHASE_MARKERS[phase], s=55, edgecolor="black", linewidth=0.5, zorder=5)
+            ax.scatter(
+                p["intensity"],
+                p["achieved_tflops"],
+                c=[op_color(o) for o in p["op"]],
+                marker=PHASE_MARKERS[phase],
+                s=55,
+                edgecolor="black",
+                linewidth=0.5,
+                zorder=5,
+            )
             used_ops.update(p["op"])
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -508,8 +613,19 @@ def roofline(theory_ops: pd.DataFrame, ceilings: pd.DataFrame, configs, path):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower right")
     handles = [Patch(facecolor=op_color(o), edgecolor="black", label=o) for o in _op_order(used_ops)]
-    handles += [plt.Line2D([], [], marker=PHASE_MARKERS[p], color="w", markeredgecolor="black",
-                           markerfacecolor="#bbbbbb", markersize=8, label=p) for p in PHASES]
+    handles += [
+        plt.Line2D(
+            [],
+            [],
+            marker=PHASE_MARKERS[p],
+            color="w",
+            markeredgecolor="black",
+            markerfacecolor="#bbbbbb",
+            markersize=8,
+            label=p,
+        )
+        for p in PHASES
+    ]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
@@ -532,9 +648,19 @@ def efficiency(theory_ops: pd.DataFrame, configs, path):
             if np.isfinite(v):
                 annot.at[i, j] = f"{100 * v:.3g}\n{ab.get(bound.at[i, j], '')}"
     fig, ax = plt.subplots(figsize=(1.6 + 0.8 * len(cols), 1.2 + 0.45 * len(piv)))
-    sns.heatmap(100 * piv.clip(upper=1.0), annot=annot, fmt="", cmap="viridis", vmin=0, vmax=100, ax=ax,
-                cbar_kws={"label": "efficiency = roofline time / measured [%]"}, linewidths=0.5,
-                linecolor="white", annot_kws={"fontsize": 7})
+    sns.heatmap(
+        100 * piv.clip(upper=1.0),
+        annot=annot,
+        fmt="",
+        cmap="viridis",
+        vmin=0,
+        vmax=100,
+        ax=ax,
+        cbar_kws={"label": "efficiency = roofline time / measured [%]"},
+        linewidths=0.5,
+        linecolor="white",
+        annot_kws={"fontsize": 7},
+    )
     _style_op_grid(ax, "Roofline efficiency per op [%]  (letter: bound resource C=compute, M=memory, L=link)")
     _save(fig, path)
 
@@ -544,8 +670,7 @@ def allreduce(ar: pd.DataFrame, configs, path):
     alpha-beta ring model; right, the model's latency and bandwidth terms as the rank count grows."""
     present = [c for c in configs if c in set(ar["config"])] if len(ar) else []
     n = max(1, len(present))
-    fig, axes = plt.subplots(n, 2, figsize=(12.5, 4.3 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.25, 1]})
+    fig, axes = plt.subplots(n, 2, figsize=(12.5, 4.3 * n), squeeze=False, gridspec_kw={"width_ratios": [1.25, 1]})
     if not present:
         _no_data(axes[0, 0], "no all-reduce rows (single-rank configs only?)")
         axes[0, 1].set_visible(False)
@@ -557,15 +682,31 @@ def allreduce(ar: pd.DataFrame, configs, path):
         sw = d[d["kind"] == "sweep"].sort_values("size_bytes")
         ph = d[d["kind"] == "phase"]
         if len(sw):
-            ax.scatter(sw["size_bytes"], sw["measured_ms"], color=OP_COLORS["all_reduce"], s=22, label="sweep, measured")
+            ax.scatter(
+                sw["size_bytes"], sw["measured_ms"], color=OP_COLORS["all_reduce"], s=22, label="sweep, measured"
+            )
             ax.plot(sw["size_bytes"], sw["model_ms"], color="#333333", lw=1.2, label="ring model")
         for phase in PHASES:
             p = ph[ph["phase"] == phase]
             if len(p):
-                ax.scatter(p["size_bytes"], p["measured_ms"], marker=PHASE_MARKERS[phase], s=80,
-                           color=OP_COLORS["all_reduce"], edgecolor="black", label=f"{phase} call, measured")
-                ax.scatter(p["size_bytes"], p["model_ms"], marker=PHASE_MARKERS[phase], s=80, facecolor="none",
-                           edgecolor="black", label=f"{phase} call, model")
+                ax.scatter(
+                    p["size_bytes"],
+                    p["measured_ms"],
+                    marker=PHASE_MARKERS[phase],
+                    s=80,
+                    color=OP_COLORS["all_reduce"],
+                    edgecolor="black",
+                    label=f"{phase} call, measured",
+                )
+                ax.scatter(
+                    p["size_bytes"],
+                    p["model_ms"],
+                    marker=PHASE_MARKERS[phase],
+                    s=80,
+                    facecolor="none",
+                    edgecolor="black",
+                    label=f"{phase} call, model",
+                )
         fit = d.dropna(subset=["alpha_us", "bw_GBps"]).head(1)
         sub = ""
         if len(fit):
@@ -600,10 +741,25 @@ def allreduce(ar: pd.DataFrame, configs, path):
             tot = np.array([p["model_ms"].get(v, np.nan) for v in ns], float)
             ref = tot[np.isfinite(tot) & (tot > 0)][0] if (np.isfinite(tot) & (tot > 0)).any() else 1.0
             xs = x + (k - 0.5) * width
-            ax2.bar(xs, lat / ref, width, color="#555555", edgecolor="white", hatch="" if k == 0 else "..",
-                    label=f"{phase}: latency term")
-            ax2.bar(xs, bw / ref, width, bottom=lat / ref, color=OP_COLORS["all_reduce"], edgecolor="white",
-                    hatch="" if k == 0 else "..", label=f"{phase}: bandwidth term")
+            ax2.bar(
+                xs,
+                lat / ref,
+                width,
+                color="#555555",
+                edgecolor="white",
+                hatch="" if k == 0 else "..",
+                label=f"{phase}: latency term",
+            )
+            ax2.bar(
+                xs,
+                bw / ref,
+                width,
+                bottom=lat / ref,
+                color=OP_COLORS["all_reduce"],
+                edgecolor="white",
+                hatch="" if k == 0 else "..",
+                label=f"{phase}: bandwidth term",
+            )
             size = p["size_bytes"].iloc[0]
             for xi, tt in zip(xs, tot):
                 if np.isfinite(tt):

@@ -18,9 +18,12 @@ from .ops import OPS  # noqa: E402
 from .plots import _no_data, _save, op_color  # noqa: E402
 
 PART_COLORS = {"compute": "#1f77b4", "transfer": "#d62728", "wait": "#ff9896", "host_idle": "#bbbbbb"}
-PART_NAMES = {"compute": "GPU busy: compute kernels (CUPTI)", "transfer": "collective transfer (CUPTI)",
-              "wait": "collective wait for the last rank (CUPTI, upper bound)",
-              "host_idle": "GPU idle: waiting for the host (wall - the rest)"}
+PART_NAMES = {
+    "compute": "GPU busy: compute kernels (CUPTI)",
+    "transfer": "collective transfer (CUPTI)",
+    "wait": "collective wait for the last rank (CUPTI, upper bound)",
+    "host_idle": "GPU idle: waiting for the host (wall - the rest)",
+}
 
 
 def phase_split(ps: pd.DataFrame, configs, phase: str, path):
@@ -44,8 +47,7 @@ def phase_split(ps: pd.DataFrame, configs, phase: str, path):
     ax.set_xlabel(f"{phase} wall time, {unit} (median over repeats; measured)")
     ax.margins(x=0.03)
     ax.set_title(f"Where a {phase} step goes, per rank: GPU busy, collectives, GPU idle for the host", fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(d), 2)), ncol=2, fontsize=8,
-              frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(d), 2)), ncol=2, fontsize=8, frameon=False)
     _save(fig, path)
 
 
@@ -68,17 +70,26 @@ def rank_ops(ro: pd.DataFrame, cfg: str, phase: str, path):
         for j, (col, hatch) in enumerate((("wall_ms", None), ("kernel_ms", "///"))):
             off = (2 * i + j - len(ranks) + 0.5) * w
             colors = [_shade(op_color(o), shade) for o in ops]
-            ax.bar(x + off, dr[col].fillna(0), w, color=colors if hatch is None else "white", edgecolor=colors,
-                   hatch=hatch, linewidth=0.8)
+            ax.bar(
+                x + off,
+                dr[col].fillna(0),
+                w,
+                color=colors if hatch is None else "white",
+                edgecolor=colors,
+                hatch=hatch,
+                linewidth=0.8,
+            )
             grey = _shade("#444444", shade)
             view = "wall (events)" if hatch is None else "GPU-busy (CUPTI)"
-            handles.append(Patch(facecolor=grey if hatch is None else "white", edgecolor=grey, hatch=hatch,
-                                 label=f"rank {r}: {view}"))
+            handles.append(
+                Patch(
+                    facecolor=grey if hatch is None else "white", edgecolor=grey, hatch=hatch, label=f"rank {r}: {view}"
+                )
+            )
     ax.set_xticks(x, ops, rotation=35, ha="right", fontsize=8)
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylabel(f"{phase} time, ms (symlog)")
-    ax.set_title(f"{cfg} {phase}: every rank, wall vs GPU-busy per op (measured; lighter = higher rank)",
-                 fontsize=10)
+    ax.set_title(f"{cfg} {phase}: every rank, wall vs GPU-busy per op (measured; lighter = higher rank)", fontsize=10)
     ax.legend(handles=handles, fontsize=7, ncol=len(ranks), frameon=False)
     _save(fig, path)
 

@@ -33,8 +33,15 @@ def predicted_pie(pred: pd.DataFrame, config: str, path):
         sizes = list(big["predicted_ms"]) + [total - float(big["predicted_ms"].sum())]
         colors = [op_color(o) for o in big["op"]] + [OTHER_COLOR]
         labels = [f"{100 * v / total:.1f}%" if v / total >= PIE_LABEL_MIN else "" for v in sizes]
-        wedges, texts = ax.pie(sizes, colors=colors, labels=labels, startangle=90, counterclock=False,
-                               labeldistance=0.72, wedgeprops=dict(linewidth=1, edgecolor="white", alpha=0.75))
+        wedges, texts = ax.pie(
+            sizes,
+            colors=colors,
+            labels=labels,
+            startangle=90,
+            counterclock=False,
+            labeldistance=0.72,
+            wedgeprops=dict(linewidth=1, edgecolor="white", alpha=0.75),
+        )
         for w in wedges:
             w.set_hatch(HATCH)
         for t in texts:
@@ -44,8 +51,10 @@ def predicted_pie(pred: pd.DataFrame, config: str, path):
     handles = [Patch(facecolor=op_color(o), hatch=HATCH, edgecolor="white", label=o) for o in shown]
     handles.append(Patch(facecolor=OTHER_COLOR, label=f"other (< {100 * PIE_MIN_SHARE:.0f}% each)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=9, frameon=False)
-    fig.suptitle(f"PREDICTED operator shares: {_short(config, 50)}\n"
-                 "(roofline time / efficiency: predictions, not measurements)", fontsize=12)
+    fig.suptitle(
+        f"PREDICTED operator shares: {_short(config, 50)}\n(roofline time / efficiency: predictions, not measurements)",
+        fontsize=12,
+    )
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     _save(fig, path)
 
@@ -61,19 +70,46 @@ def predicted_totals(phases: pd.DataFrame, configs, path):
         ran = d["predicted_ran_ms"].to_numpy(float)
         ax.set_yscale("log")
         ax.bar(x - 0.2, np.where(meas > 0, meas, np.nan), 0.4, color="#4c72b0", label="measured (median)")
-        ax.bar(x + 0.2, np.where(ran > 0, ran, np.nan), 0.4, color="#dd8452", alpha=0.6, hatch=HATCH,
-               edgecolor="#333333", linewidth=0.5, label="PREDICTED")
+        ax.bar(
+            x + 0.2,
+            np.where(ran > 0, ran, np.nan),
+            0.4,
+            color="#dd8452",
+            alpha=0.6,
+            hatch=HATCH,
+            edgecolor="#333333",
+            linewidth=0.5,
+            label="PREDICTED",
+        )
         extra = np.where((pred > ran) & (ran > 0), pred - ran, np.nan)  # emulated TP: collectives not run
         if np.isfinite(extra).any():
-            ax.bar(x + 0.2, extra, 0.4, bottom=ran, color="#f5d5bf", hatch="..", edgecolor="#999999", linewidth=0.5,
-                   label="PREDICTED modeled collectives (not run by emulated TP)")
+            ax.bar(
+                x + 0.2,
+                extra,
+                0.4,
+                bottom=ran,
+                color="#f5d5bf",
+                hatch="..",
+                edgecolor="#999999",
+                linewidth=0.5,
+                label="PREDICTED modeled collectives (not run by emulated TP)",
+            )
         vals = np.concatenate([meas[meas > 0], pred[pred > 0]])
         if vals.size:
             ax.set_ylim(vals.min() / 3, vals.max() * 1.5)
         for i, v in enumerate(meas):
             if not v > 0:
-                ax.text(i - 0.2, 0.02, "not measured", transform=ax.get_xaxis_transform(), ha="center",
-                        va="bottom", fontsize=7, color="#666666", rotation=90)
+                ax.text(
+                    i - 0.2,
+                    0.02,
+                    "not measured",
+                    transform=ax.get_xaxis_transform(),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="#666666",
+                    rotation=90,
+                )
         ax.set_xticks(x, [_short(c, 22) for c in configs], rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("phase time per rank [ms]")
         ax.set_title(f"{phase}: measured vs PREDICTED")

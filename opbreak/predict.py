@@ -28,20 +28,59 @@ from .ops import FRAMEWORK_OPS, PHASES, UNATTRIBUTED
 
 OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise", "embedding_lm_head", "collective")
 _CLASS_OF = {
-    "qkv_proj": "gemm", "o_proj": "gemm", "ffn": "gemm",
-    "attn_norm": "elementwise", "ffn_norm": "elementwise", "final_norm": "elementwise",
-    "kv_cache_write": "elementwise", "sampling": "elementwise",
-    "embedding": "embedding_lm_head", "lm_head": "embedding_lm_head",
-    "all_reduce": "collective", "logits_gather": "collective",
+    "qkv_proj": "gemm",
+    "o_proj": "gemm",
+    "ffn": "gemm",
+    "attn_norm": "elementwise",
+    "ffn_norm": "elementwise",
+    "final_norm": "elementwise",
+    "kv_cache_write": "elementwise",
+    "sampling": "elementwise",
+    "embedding": "embedding_lm_head",
+    "lm_head": "embedding_lm_head",
+    "all_reduce": "collective",
+    "logits_gather": "collective",
 }
 HOST_OPS = tuple(FRAMEWORK_OPS) + (UNATTRIBUTED,)  # framework time: no roofline, never predicted
-PREDICTED_COLUMNS = ["config", "phase", "op", "op_class", "bound", "t_bound_ms", "efficiency", "predicted_ms",
-                     "predicted_share", "calibration", "status", "measured_ms", "predicted_over_measured", "modeled"]
-PHASE_COLUMNS = ["config", "phase", "status", "predicted_ms", "predicted_ran_ms", "measured_ms",
-                 "predicted_over_measured",
-                 "host_bound_share", "calibration"]
-PAIR_COLUMNS = ["label", "a", "b", "phase", "op", "predicted_a_ms", "predicted_b_ms", "predicted_speedup",
-                "status_a", "status_b"]
+PREDICTED_COLUMNS = [
+    "config",
+    "phase",
+    "op",
+    "op_class",
+    "bound",
+    "t_bound_ms",
+    "efficiency",
+    "predicted_ms",
+    "predicted_share",
+    "calibration",
+    "status",
+    "measured_ms",
+    "predicted_over_measured",
+    "modeled",
+]
+PHASE_COLUMNS = [
+    "config",
+    "phase",
+    "status",
+    "predicted_ms",
+    "predicted_ran_ms",
+    "measured_ms",
+    "predicted_over_measured",
+    "host_bound_share",
+    "calibration",
+]
+PAIR_COLUMNS = [
+    "label",
+    "a",
+    "b",
+    "phase",
+    "op",
+    "predicted_a_ms",
+    "predicted_b_ms",
+    "predicted_speedup",
+    "status_a",
+    "status_b",
+]
 
 
 class EfficiencyError(ValueError):
@@ -107,8 +146,15 @@ def calibrate(theory_ops: pd.DataFrame, configs=None, label="calibrated") -> pd.
     rows = []
     for (cls, phase), g in t.groupby(["op_class", "phase"]):
         cfgs = ", ".join(sorted(set(g["config"])))
-        rows.append(dict(op_class=cls, phase=phase, efficiency=float(g["tb"].sum() / g["measured"].sum()),
-                         calibration=label, source=f"{label}: {len(g)} measured op rows of {cfgs}"))
+        rows.append(
+            dict(
+                op_class=cls,
+                phase=phase,
+                efficiency=float(g["tb"].sum() / g["measured"].sum()),
+                calibration=label,
+                source=f"{label}: {len(g)} measured op rows of {cfgs}",
+            )
+        )
     return pd.DataFrame(rows, columns=["op_class", "phase", "efficiency", "calibration", "source"])
 
 
@@ -179,11 +225,19 @@ def predict_phases(pred, theory_ops, ops_summary, phase_summary, threshold) -> p
         p = float(g["predicted_ms"].sum())
         # emulated TP: the measured phase ran no collectives, so compare only what ran
         p_ran = float(g.loc[~g["modeled"].astype(bool), "predicted_ms"].sum())
-        rows.append(dict(config=cfg, phase=phase, status=g["status"].iloc[0], predicted_ms=p, predicted_ran_ms=p_ran,
-                         measured_ms=med,
-                         predicted_over_measured=p_ran / med if med > 0 else math.nan,
-                         host_bound_share=host_bound_share(theory_ops, ops_summary, med, cfg, phase, threshold),
-                         calibration=", ".join(sorted(set(g["calibration"])))))
+        rows.append(
+            dict(
+                config=cfg,
+                phase=phase,
+                status=g["status"].iloc[0],
+                predicted_ms=p,
+                predicted_ran_ms=p_ran,
+                measured_ms=med,
+                predicted_over_measured=p_ran / med if med > 0 else math.nan,
+                host_bound_share=host_bound_share(theory_ops, ops_summary, med, cfg, phase, threshold),
+                calibration=", ".join(sorted(set(g["calibration"]))),
+            )
+        )
     return pd.DataFrame(rows, columns=PHASE_COLUMNS)
 
 
@@ -198,14 +252,29 @@ def predict_pairs(pred: pd.DataFrame, phases: pd.DataFrame, pairs_decl) -> pd.Da
         ha = phases[phases["config"] == a].set_index("phase")
         hb = phases[phases["config"] == b].set_index("phase")
         items = [(k, pa.loc[k, "predicted_ms"], pb.loc[k, "predicted_ms"]) for k in pa.index if k in pb.index]
-        items += [((ph, "end_to_end"), ha.loc[ph, "predicted_ms"], hb.loc[ph, "predicted_ms"])
-                  for ph in PHASES if ph in ha.index and ph in hb.index]
+        items += [
+            ((ph, "end_to_end"), ha.loc[ph, "predicted_ms"], hb.loc[ph, "predicted_ms"])
+            for ph in PHASES
+            if ph in ha.index and ph in hb.index
+        ]
         sa = pa["status"].iloc[0] if len(pa) else ""
         sb = pb["status"].iloc[0] if len(pb) else ""
         for (phase, op), ta, tb in items:
             sp = float(tb) / float(ta) if ta and float(ta) > 0 and float(tb) > 0 else math.nan
-            rows.append(dict(label=label, a=a, b=b, phase=phase, op=op, predicted_a_ms=float(ta),
-                             predicted_b_ms=float(tb), predicted_speedup=sp, status_a=sa, status_b=sb))
+            rows.append(
+                dict(
+                    label=label,
+                    a=a,
+                    b=b,
+                    phase=phase,
+                    op=op,
+                    predicted_a_ms=float(ta),
+                    predicted_b_ms=float(tb),
+                    predicted_speedup=sp,
+                    status_a=sa,
+                    status_b=sb,
+                )
+            )
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
@@ -237,8 +306,17 @@ def calibration_from(spec, root=".") -> pd.DataFrame | None:
     return cal
 
 
-def build_predictions(theory, ops_summary, phase_summary, pairs_decl, efficiencies, calibrate_spec=None,
-                      claims_path=None, tol=0.25, root=".") -> dict:
+def build_predictions(
+    theory,
+    ops_summary,
+    phase_summary,
+    pairs_decl,
+    efficiencies,
+    calibrate_spec=None,
+    claims_path=None,
+    tol=0.25,
+    root=".",
+) -> dict:
     """Every predict-mode table of the theory step (written by scripts/theory.py)."""
     from .seed_check import evaluate, load_claims
 
@@ -247,5 +325,10 @@ def build_predictions(theory, ops_summary, phase_summary, pairs_decl, efficienci
     pred = predict_ops(theory, eff, measured_configs(phase_summary))
     phases = predict_phases(pred, theory, ops_summary, phase_summary, threshold)
     claims = evaluate(load_claims(claims_path), pred, tol, root) if claims_path else None
-    return dict(predicted=pred, predicted_phases=phases, predicted_pairs=predict_pairs(pred, phases, pairs_decl),
-                efficiencies=eff, seed_claims=claims)
+    return dict(
+        predicted=pred,
+        predicted_phases=phases,
+        predicted_pairs=predict_pairs(pred, phases, pairs_decl),
+        efficiencies=eff,
+        seed_claims=claims,
+    )

@@ -16,11 +16,27 @@ import socket
 import subprocess
 from pathlib import Path
 
-ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING", "NCCL_NVLS_ENABLE", "NCCL_P2P_DISABLE",
-            "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS", "SLURM_JOB_ID")
+ENV_KEYS = (
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_LAUNCH_BLOCKING",
+    "NCCL_NVLS_ENABLE",
+    "NCCL_P2P_DISABLE",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST",
+    "NVSHMEM_DISABLE_NVLS",
+    "SLURM_JOB_ID",
+)
 CONFIG_COLUMNS = (
-    "backend", "gpu", "num_gpus", "tp", "emulate_tp", "batch", "input_len", "output_len", "dtype",
-    "num_layers", "model_layers",
+    "backend",
+    "gpu",
+    "num_gpus",
+    "tp",
+    "emulate_tp",
+    "batch",
+    "input_len",
+    "output_len",
+    "dtype",
+    "num_layers",
+    "model_layers",
 )
 
 
@@ -67,8 +83,10 @@ def _nvidia_driver_present() -> bool:
 
 
 def _no_cuda(spec, why):
-    return (f"config {spec['name']!r}: backend {spec['backend']!r} on device cuda, but this host has no CUDA "
-            f"({why}). Run it on a GPU host, or set backend: torch and gpu: cpu.")
+    return (
+        f"config {spec['name']!r}: backend {spec['backend']!r} on device cuda, but this host has no CUDA "
+        f"({why}). Run it on a GPU host, or set backend: torch and gpu: cpu."
+    )
 
 
 def preflight(spec):
@@ -82,7 +100,8 @@ def preflight(spec):
             given = os.environ["CUDA_VISIBLE_DEVICES"].split(",")
             if len(given) < len(ids):
                 raise SystemExit(
-                    f"config {spec['name']!r}: needs {len(ids)} GPUs but CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}; "
+                    f"config {spec['name']!r}: needs {len(ids)} GPUs but "
+                    f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}; "
                     "ask the scheduler for num_gpus GPUs"
                 )
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(given[i] for i in range(len(ids)))
@@ -96,7 +115,9 @@ def preflight(spec):
 
         names = visible_devices(spec)
         if len(names) < len(ids):
-            raise SystemExit(f"config {spec['name']!r}: declares {len(ids)} GPUs (gpu_ids {ids}) but {len(names)} are visible")
+            raise SystemExit(
+                f"config {spec['name']!r}: declares {len(ids)} GPUs (gpu_ids {ids}) but {len(names)} are visible"
+            )
         catalog = load_catalog(spec["hardware_catalog"])
         for i, n in enumerate(names[: len(ids)]):
             key = match_device_name(catalog, n)
@@ -141,8 +162,12 @@ def host_identity() -> dict:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         affinity = os.cpu_count()
-    return dict(cpu_model=model or platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-                cpus_usable=affinity, loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+    return dict(
+        cpu_model=model or platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        cpus_usable=affinity,
+        loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    )
 
 
 def collect(spec, repeat, started, pre):

@@ -19,10 +19,32 @@ import yaml
 
 from .predict import HOST_OPS
 
-CLAIM_COLUMNS = ["id", "config", "section", "quote", "kind", "phase", "a", "b", "ops", "seed_value", "seed_theory",
-                 "reading", "predicted_value", "predicted_op", "predicted_share", "predicted_agrees",
-                 "analogue_value", "analogue_op", "analogue_agrees", "analogue_what", "analogue_source", "status",
-                 "if_differs", "analogue_note"]
+CLAIM_COLUMNS = [
+    "id",
+    "config",
+    "section",
+    "quote",
+    "kind",
+    "phase",
+    "a",
+    "b",
+    "ops",
+    "seed_value",
+    "seed_theory",
+    "reading",
+    "predicted_value",
+    "predicted_op",
+    "predicted_share",
+    "predicted_agrees",
+    "analogue_value",
+    "analogue_op",
+    "analogue_agrees",
+    "analogue_what",
+    "analogue_source",
+    "status",
+    "if_differs",
+    "analogue_note",
+]
 SPEED_KINDS = ("speedup", "at_most", "differ_by")
 
 
@@ -89,11 +111,22 @@ def _analogue(an: dict, c: dict, root) -> tuple:
 
 def _base(c) -> dict:
     an = c.get("analogue") or {}
-    return dict(id=c["id"], section=c["section"], quote=c["quote"], kind=c["kind"], phase=c["phase"],
-                a=c.get("a", ""), b=c.get("b", ""), ops=" + ".join(c.get("ops", [])),
-                seed_value=float(c.get("seed_value", math.nan)), seed_theory=float(c.get("seed_theory", math.nan)),
-                reading=c.get("reading", ""), analogue_what=an.get("what", ""), if_differs=c.get("if_differs", ""),
-                analogue_note=an.get("if_differs", ""))
+    return dict(
+        id=c["id"],
+        section=c["section"],
+        quote=c["quote"],
+        kind=c["kind"],
+        phase=c["phase"],
+        a=c.get("a", ""),
+        b=c.get("b", ""),
+        ops=" + ".join(c.get("ops", [])),
+        seed_value=float(c.get("seed_value", math.nan)),
+        seed_theory=float(c.get("seed_theory", math.nan)),
+        reading=c.get("reading", ""),
+        analogue_what=an.get("what", ""),
+        if_differs=c.get("if_differs", ""),
+        analogue_note=an.get("if_differs", ""),
+    )
 
 
 def _dominant_rows(c, pred, root) -> list[dict]:
@@ -103,11 +136,21 @@ def _dominant_rows(c, pred, root) -> list[dict]:
     for i, cfg in enumerate(c["configs"]):
         op, share = _dominant(pred, cfg, c["phase"], "predicted_ms")
         aop = seen[i] if isinstance(seen, list) and i < len(seen) else ""
-        rows.append(dict(_base(c), config=cfg, predicted_op=op, predicted_share=share,
-                         predicted_agrees=(op == c["expect_op"]) if op else None, analogue_op=aop,
-                         analogue_agrees=(aop == c["expect_op"]) if aop else None, analogue_source=src,
-                         status="predicted" if op else "config not in this study", seed_value=math.nan,
-                         reading=f"expected op: {c['expect_op']}"))
+        rows.append(
+            dict(
+                _base(c),
+                config=cfg,
+                predicted_op=op,
+                predicted_share=share,
+                predicted_agrees=(op == c["expect_op"]) if op else None,
+                analogue_op=aop,
+                analogue_agrees=(aop == c["expect_op"]) if aop else None,
+                analogue_source=src,
+                status="predicted" if op else "config not in this study",
+                seed_value=math.nan,
+                reading=f"expected op: {c['expect_op']}",
+            )
+        )
     return rows
 
 
@@ -117,10 +160,16 @@ def _speed_row(c, pred, tol, root) -> dict:
     p = value_of(c["kind"], tb / ta if ta > 0 else math.nan)
     av, src = _analogue(c.get("analogue") or {}, c, root)
     seed = float(c["seed_value"])
-    return dict(_base(c), config=f"{c['a']} vs {c['b']}", predicted_value=p,
-                predicted_agrees=agrees(c["kind"], p, seed, tol),
-                analogue_value=av, analogue_agrees=agrees(c["kind"], av, seed, tol), analogue_source=src,
-                status="predicted" if math.isfinite(p) else "configs not in this study")
+    return dict(
+        _base(c),
+        config=f"{c['a']} vs {c['b']}",
+        predicted_value=p,
+        predicted_agrees=agrees(c["kind"], p, seed, tol),
+        analogue_value=av,
+        analogue_agrees=agrees(c["kind"], av, seed, tol),
+        analogue_source=src,
+        status="predicted" if math.isfinite(p) else "configs not in this study",
+    )
 
 
 def evaluate(claims, pred: pd.DataFrame, tol: float, root=".") -> pd.DataFrame:

@@ -21,8 +21,19 @@ import pandas as pd
 from .timing import integrate_over_context
 
 CALL_KEY = ["config", "repeat", "phase", "step", "call"]
-SPLIT_COLUMNS = ["config", "repeat", "rank", "phase", "step", "context_len", "call", "op", "kernel_ms", "wait_ms",
-                 "transfer_ms"]
+SPLIT_COLUMNS = [
+    "config",
+    "repeat",
+    "rank",
+    "phase",
+    "step",
+    "context_len",
+    "call",
+    "op",
+    "kernel_ms",
+    "wait_ms",
+    "transfer_ms",
+]
 
 
 def split_calls(coll: pd.DataFrame) -> pd.DataFrame:
@@ -57,15 +68,41 @@ def phase_totals(calls: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     for (cfg, rep, rank, phase), g in calls.groupby(["config", "repeat", "rank", "phase"]):
         per_step = g.groupby(["step", "context_len"])[["wait_ms", "transfer_ms"]].sum().reset_index()
         per_step["calls"] = g.groupby("step").size().values
-        s = steps[(steps["config"] == cfg) & (steps["repeat"] == rep) & (steps["rank"] == rank)
-                  & (steps["phase"] == phase)]
+        s = steps[
+            (steps["config"] == cfg) & (steps["repeat"] == rep) & (steps["rank"] == rank) & (steps["phase"] == phase)
+        ]
         ctx_all = s["context_len"].to_numpy() if len(s) else per_step["context_len"].to_numpy()
-        est = integrate_over_context(per_step["context_len"], {c: per_step[c] for c in ("wait_ms", "transfer_ms",
-                                                                                         "calls")}, ctx_all)
-        rows.append(dict(config=cfg, repeat=rep, rank=rank, phase=phase, captured_steps=len(per_step),
-                         steps=len(ctx_all), calls=est["calls"], wait_ms=max(est["wait_ms"], 0.0),
-                         transfer_ms=max(est["transfer_ms"], 0.0),
-                         wait_per_call_us=float(np.median(g["wait_ms"])) * 1e3,
-                         transfer_per_call_us=float(np.median(g["transfer_ms"])) * 1e3))
-    return pd.DataFrame(rows, columns=["config", "repeat", "rank", "phase", "captured_steps", "steps", "calls",
-                                       "wait_ms", "transfer_ms", "wait_per_call_us", "transfer_per_call_us"])
+        est = integrate_over_context(
+            per_step["context_len"], {c: per_step[c] for c in ("wait_ms", "transfer_ms", "calls")}, ctx_all
+        )
+        rows.append(
+            dict(
+                config=cfg,
+                repeat=rep,
+                rank=rank,
+                phase=phase,
+                captured_steps=len(per_step),
+                steps=len(ctx_all),
+                calls=est["calls"],
+                wait_ms=max(est["wait_ms"], 0.0),
+                transfer_ms=max(est["transfer_ms"], 0.0),
+                wait_per_call_us=float(np.median(g["wait_ms"])) * 1e3,
+                transfer_per_call_us=float(np.median(g["transfer_ms"])) * 1e3,
+            )
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "config",
+            "repeat",
+            "rank",
+            "phase",
+            "captured_steps",
+            "steps",
+            "calls",
+            "wait_ms",
+            "transfer_ms",
+            "wait_per_call_us",
+            "transfer_per_call_us",
+        ],
+    )

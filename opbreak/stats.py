@@ -21,8 +21,15 @@ def bootstrap_ci(x, stat=np.median, level=0.95, n_resamples=2000, seed=0):
     if len(x) < 2 or np.all(x == x[0]):
         v = float(stat(x)) if len(x) else math.nan
         return (v, v) if len(x) >= 2 else (math.nan, math.nan)
-    res = sps.bootstrap((x,), stat, confidence_level=level, n_resamples=n_resamples, method="percentile",
-                        random_state=np.random.default_rng(seed), vectorized=False)
+    res = sps.bootstrap(
+        (x,),
+        stat,
+        confidence_level=level,
+        n_resamples=n_resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+        vectorized=False,
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -50,8 +57,19 @@ def summarize(x, unstable_cv):
     x = x[np.isfinite(x)]
     n = len(x)
     if n == 0:
-        return dict(n=0, median_ms=math.nan, mean_ms=math.nan, std_ms=math.nan, iqr_ms=math.nan, cv=math.nan,
-                    ci_lo_ms=math.nan, ci_hi_ms=math.nan, n_outliers=0, unstable=False, repeats_for_5pct=math.nan)
+        return dict(
+            n=0,
+            median_ms=math.nan,
+            mean_ms=math.nan,
+            std_ms=math.nan,
+            iqr_ms=math.nan,
+            cv=math.nan,
+            ci_lo_ms=math.nan,
+            ci_hi_ms=math.nan,
+            n_outliers=0,
+            unstable=False,
+            repeats_for_5pct=math.nan,
+        )
     mean = float(np.mean(x))
     std = float(np.std(x, ddof=1)) if n > 1 else math.nan
     cv = std / mean if n > 1 and mean > 0 else math.nan
@@ -86,7 +104,14 @@ def ratio_ci(a, b, level=0.95, n_resamples=2000, seed=0):
     point = float(np.median(b) / np.median(a))
     if len(a) < 2 or len(b) < 2:
         return point, math.nan, math.nan
-    res = sps.bootstrap((a, b), lambda x, y: np.median(y) / np.median(x), confidence_level=level,
-                        n_resamples=n_resamples, method="percentile", random_state=np.random.default_rng(seed),
-                        vectorized=False, paired=False)
+    res = sps.bootstrap(
+        (a, b),
+        lambda x, y: np.median(y) / np.median(x),
+        confidence_level=level,
+        n_resamples=n_resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+        vectorized=False,
+        paired=False,
+    )
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)

@@ -31,8 +31,14 @@ def main(argv=None):
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
     with tempfile.TemporaryDirectory(prefix="opbreak-sweep-") as logs:
         transport.apply(args.transport, logs if cuda else None)
-        df = allreduce_sweep(args.sizes, args.world, backend="nccl" if cuda else "gloo", device=args.device,
-                             iters=args.iters, rounds=args.rounds)
+        df = allreduce_sweep(
+            args.sizes,
+            args.world,
+            backend="nccl" if cuda else "gloo",
+            device=args.device,
+            iters=args.iters,
+            rounds=args.rounds,
+        )
         used = ",".join(transport.used(logs)) if cuda else "gloo/tcp"
     df.insert(0, "config", args.config_name)
     df.insert(1, "world_size", args.world)

@@ -210,9 +210,7 @@ def _forward_rows(
         ),
     }
     assert tuple(rows) == MODEL_OPS, "theory rows out of sync with opbreak.ops.MODEL_OPS"
-    df = pd.DataFrame(
-        [(op, *map(float, vals)) for op, vals in rows.items()], columns=COST_COLUMNS
-    )
+    df = pd.DataFrame([(op, *map(float, vals)) for op, vals in rows.items()], columns=COST_COLUMNS)
     df["calls"] = df["calls"].astype(np.int64)
     return df
 
@@ -286,10 +284,7 @@ def weight_bytes_per_forward(model: Mapping, *, tp: int, dtype_bytes: int) -> fl
     s = _shard(model, tp)
     h, d, L = s["h"], s["d"], s["L"]
     per_layer = (
-        h * (s["q_r"] + 2 * s["kv_r"]) * d
-        + s["q_r"] * d * h
-        + 3 * h * s["inter_r"]
-        + 2 * h  # two RMSNorm weights
+        h * (s["q_r"] + 2 * s["kv_r"]) * d + s["q_r"] * d * h + 3 * h * s["inter_r"] + 2 * h  # two RMSNorm weights
     )
     return float((L * per_layer + h + s["vocab_r"] * h) * dtype_bytes)
 

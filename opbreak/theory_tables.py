@@ -16,7 +16,7 @@ import pandas as pd
 from .collectives import allreduce_terms, fit_alpha_beta, tp_scaling_explainer
 from .config import DTYPE_BYTES
 from .hardware import link_between, topology_from_nvidia_smi
-from .ops import COLLECTIVE_OPS, PHASES
+from .ops import PHASES
 from .stats import ratio_ci
 from .theory import decode_step_costs, op_costs, roofline, theoretical_ratio, vanilla_gpt_flops
 
@@ -27,12 +27,16 @@ def ceilings_for(spec, catalog, provenance):
         # One host, one set of ceilings: the median over every CPU run on the hosts this
         # config ran on, so configs of one machine share them (a pair's ratio is then 1).
         hosts = {p["host"] for p in provenance if p["config"] == spec["name"]}
-        rows = [p["ceilings"] for p in provenance if p["host"] in hosts and p.get("ceilings")
-                and p["spec"]["gpu"] == "cpu"]
+        rows = [
+            p["ceilings"] for p in provenance if p["host"] in hosts and p.get("ceilings") and p["spec"]["gpu"] == "cpu"
+        ]
         if not rows:
             return dict(peak_tflops=math.nan, mem_bw_GBps=math.nan, source="missing")
-        return dict(peak_tflops=float(np.median([r["peak_tflops"] for r in rows])),
-                    mem_bw_GBps=float(np.median([r["mem_bw_GBps"] for r in rows])), source="measured")
+        return dict(
+            peak_tflops=float(np.median([r["peak_tflops"] for r in rows])),
+            mem_bw_GBps=float(np.median([r["mem_bw_GBps"] for r in rows])),
+            source="measured",
+        )
     hw = catalog["gpus"][spec["gpu"]]
     peak = hw.get("peak_tflops")
     if isinstance(peak, dict):  # per-dtype peaks
@@ -63,8 +67,11 @@ def link_for(spec, catalog, sweep: pd.DataFrame | None, provenance=()):
         return None
     topology = spec.get("topology", "auto")
     if topology == "auto" and not spec["emulate_tp"]:
-        seen = {topology_from_nvidia_smi(p.get("topology") or "", _physical_ids(p, spec))
-                for p in provenance if p.get("config") == spec["name"]} - {None}
+        seen = {
+            topology_from_nvidia_smi(p.get("topology") or "", _physical_ids(p, spec))
+            for p in provenance
+            if p.get("config") == spec["name"]
+        } - {None}
         if len(seen) == 1:
             topology = seen.pop()
     link = link_between(catalog, spec["gpu"], topology, n)
@@ -78,9 +85,15 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
     parts = []
     for phase in PHASES:
-        costs = op_costs(spec["model"], batch=spec["batch"], input_len=spec["input_len"],
-                         output_len=spec["output_len"], tp=spec["tp"], dtype_bytes=DTYPE_BYTES[spec["dtype"]],
-                         phase=phase)
+        costs = op_costs(
+            spec["model"],
+            batch=spec["batch"],
+            input_len=spec["input_len"],
+            output_len=spec["output_len"],
+            tp=spec["tp"],
+            dtype_bytes=DTYPE_BYTES[spec["dtype"]],
+            phase=phase,
+        )
         roof = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=link)
         roof.insert(0, "phase", phase)
         parts.append(roof)
@@ -115,16 +128,45 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     t["link_GBps"] = link["bw_bytes_per_s"] / 1e9 if link else math.nan
     t["ceiling_source"] = ceil["source"]
     t["link_source"] = link["source"] if link else "none"
-    keep = ["config", "phase", "op", "flops", "bytes", "comm_bytes", "calls_theory", "intensity", "t_compute_ms",
-            "t_memory_ms", "t_link_ms", "t_bound_ms", "bound", "measured_ms", "modeled", "achieved_tflops",
-            "achieved_GBps", "efficiency", "peak_tflops", "mem_bw_GBps", "link_GBps", "ceiling_source", "link_source",
-            "peak_flops_per_s", "mem_bw_bytes_per_s", "link_bw_bytes_per_s"]  # the latter: theoretical_ratio
+    keep = [
+        "config",
+        "phase",
+        "op",
+        "flops",
+        "bytes",
+        "comm_bytes",
+        "calls_theory",
+        "intensity",
+        "t_compute_ms",
+        "t_memory_ms",
+        "t_link_ms",
+        "t_bound_ms",
+        "bound",
+        "measured_ms",
+        "modeled",
+        "achieved_tflops",
+        "achieved_GBps",
+        "efficiency",
+        "peak_tflops",
+        "mem_bw_GBps",
+        "link_GBps",
+        "ceiling_source",
+        "link_source",
+        "peak_flops_per_s",
+        "mem_bw_bytes_per_s",
+        "link_bw_bytes_per_s",
+    ]  # the latter: theoretical_ratio
     return t[keep], ceil, link
 
 
 def op_repeat_times(ops_repeats, config, phase, op):
-    r = ops_repeats[(ops_repeats["config"] == config) & (ops_repeats["rank"] == 0)
-                    & (ops_repeats["phase"] == phase) & (ops_repeats["op"] == op) & (~ops_repeats["modeled"])]
+    r = ops_repeats[
+        (ops_repeats["config"] == config)
+        & (ops_repeats["rank"] == 0)
+        & (ops_repeats["phase"] == phase)
+        & (ops_repeats["op"] == op)
+        & (~ops_repeats["modeled"])
+    ]
     return r["time_ms"].to_numpy(float)
 
 
@@ -150,10 +192,26 @@ def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag
         ratio = theoretical_ratio(ra, rb, time_col="t_bound_ms")
         bound, resource, theo = ratio["bound"], ratio["resource_speedup"], ratio["roofline_speedup"]
         mot = sp / theo if theo and np.isfinite(theo) else math.nan
-        rows.append(dict(label=label, a=a, b=b, phase=phase, op=op, time_a_ms=ra["measured_ms"],
-                         time_b_ms=rb["measured_ms"], speedup=sp, speedup_lo=lo, speedup_hi=hi, bound=bound,
-                         resource_ratio=resource, theory_speedup=theo, measured_over_theory=mot,
-                         flagged=bool(np.isfinite(mot) and abs(mot - 1) > ratio_flag), modeled=modeled))
+        rows.append(
+            dict(
+                label=label,
+                a=a,
+                b=b,
+                phase=phase,
+                op=op,
+                time_a_ms=ra["measured_ms"],
+                time_b_ms=rb["measured_ms"],
+                speedup=sp,
+                speedup_lo=lo,
+                speedup_hi=hi,
+                bound=bound,
+                resource_ratio=resource,
+                theory_speedup=theo,
+                measured_over_theory=mot,
+                flagged=bool(np.isfinite(mot) and abs(mot - 1) > ratio_flag),
+                modeled=modeled,
+            )
+        )
     for phase in PHASES:  # end-to-end per phase
         xa = phase_totals[(phase_totals["config"] == a) & (phase_totals["phase"] == phase)]["e2e_ms"].to_numpy(float)
         xb = phase_totals[(phase_totals["config"] == b) & (phase_totals["phase"] == phase)]["e2e_ms"].to_numpy(float)
@@ -163,10 +221,26 @@ def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag
             theo_b = tb.loc[phase]["t_bound_ms"].sum() if phase in tb.index.get_level_values(0) else math.nan
             theo = theo_b / theo_a if theo_a else math.nan
             mot = sp / theo if np.isfinite(theo) and theo else math.nan
-            rows.append(dict(label=label, a=a, b=b, phase=phase, op="end_to_end", time_a_ms=float(np.median(xa)),
-                             time_b_ms=float(np.median(xb)), speedup=sp, speedup_lo=lo, speedup_hi=hi, bound="mixed",
-                             resource_ratio=math.nan, theory_speedup=theo, measured_over_theory=mot,
-                             flagged=bool(np.isfinite(mot) and abs(mot - 1) > ratio_flag), modeled=False))
+            rows.append(
+                dict(
+                    label=label,
+                    a=a,
+                    b=b,
+                    phase=phase,
+                    op="end_to_end",
+                    time_a_ms=float(np.median(xa)),
+                    time_b_ms=float(np.median(xb)),
+                    speedup=sp,
+                    speedup_lo=lo,
+                    speedup_hi=hi,
+                    bound="mixed",
+                    resource_ratio=math.nan,
+                    theory_speedup=theo,
+                    measured_over_theory=mot,
+                    flagged=bool(np.isfinite(mot) and abs(mot - 1) > ratio_flag),
+                    modeled=False,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -188,9 +262,18 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
     if sweep is not None:
         for _, r in sweep.iterrows():
             terms = allreduce_terms(r["size_bytes"], n, bw, alpha).iloc[0]
-            rows.append(dict(base, kind="sweep", phase="", size_bytes=r["size_bytes"], measured_ms=r["time_s"] * 1e3,
-                             model_ms=terms["total_s"] * 1e3, t_latency_ms=terms["latency_s"] * 1e3,
-                             t_bandwidth_ms=terms["bandwidth_s"] * 1e3))
+            rows.append(
+                dict(
+                    base,
+                    kind="sweep",
+                    phase="",
+                    size_bytes=r["size_bytes"],
+                    measured_ms=r["time_s"] * 1e3,
+                    model_ms=terms["total_s"] * 1e3,
+                    t_latency_ms=terms["latency_s"] * 1e3,
+                    t_bandwidth_ms=terms["bandwidth_s"] * 1e3,
+                )
+            )
     for _, r in theory[(theory["config"] == spec["name"]) & (theory["op"] == "all_reduce")].iterrows():
         calls = r["calls_theory"]
         if not calls:
@@ -198,17 +281,43 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
         msg = r["comm_bytes"] / calls
         terms = allreduce_terms(msg, n, bw, alpha).iloc[0]
         measured = math.nan if r["modeled"] else r["measured_ms"] / calls  # emulated TP: nothing was measured
-        rows.append(dict(base, kind="phase", phase=r["phase"], size_bytes=msg, measured_ms=measured,
-                         model_ms=terms["total_s"] * 1e3, t_latency_ms=terms["latency_s"] * 1e3,
-                         t_bandwidth_ms=terms["bandwidth_s"] * 1e3, sweep_ms=sweep_at(sweep, msg)))
+        rows.append(
+            dict(
+                base,
+                kind="phase",
+                phase=r["phase"],
+                size_bytes=msg,
+                measured_ms=measured,
+                model_ms=terms["total_s"] * 1e3,
+                t_latency_ms=terms["latency_s"] * 1e3,
+                t_bandwidth_ms=terms["bandwidth_s"] * 1e3,
+                sweep_ms=sweep_at(sweep, msg),
+            )
+        )
     m = spec["model"]
-    ex = tp_scaling_explainer(hidden_size=m["hidden_size"], batch=spec["batch"], input_len=spec["input_len"],
-                              dtype_bytes=DTYPE_BYTES[spec["dtype"]], alpha_s=alpha, bw_bytes_per_s=bw,
-                              ns=sorted({n, 4, 8}))
+    ex = tp_scaling_explainer(
+        hidden_size=m["hidden_size"],
+        batch=spec["batch"],
+        input_len=spec["input_len"],
+        dtype_bytes=DTYPE_BYTES[spec["dtype"]],
+        alpha_s=alpha,
+        bw_bytes_per_s=bw,
+        ns=sorted({n, 4, 8}),
+    )
     for _, r in ex.iterrows():
-        rows.append(dict(base, kind="tp_scaling", phase=r["phase"], n=int(r["n"]), size_bytes=r["msg_bytes"],
-                         measured_ms=math.nan, model_ms=r["total_s"] * 1e3, t_latency_ms=r["latency_s"] * 1e3,
-                         t_bandwidth_ms=r["bandwidth_s"] * 1e3))
+        rows.append(
+            dict(
+                base,
+                kind="tp_scaling",
+                phase=r["phase"],
+                n=int(r["n"]),
+                size_bytes=r["msg_bytes"],
+                measured_ms=math.nan,
+                model_ms=r["total_s"] * 1e3,
+                t_latency_ms=r["latency_s"] * 1e3,
+                t_bandwidth_ms=r["bandwidth_s"] * 1e3,
+            )
+        )
     return rows
 
 
@@ -223,13 +332,27 @@ def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1):
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
     rows = []
     for step in range(0, spec["output_len"], stride):
-        c = decode_step_costs(dict(spec["model"], num_layers=spec["num_layers"]), batch=spec["batch"], input_len=spec["input_len"], step=step,
-                              tp=spec["tp"], dtype_bytes=DTYPE_BYTES[spec["dtype"]])
+        c = decode_step_costs(
+            dict(spec["model"], num_layers=spec["num_layers"]),
+            batch=spec["batch"],
+            input_len=spec["input_len"],
+            step=step,
+            tp=spec["tp"],
+            dtype_bytes=DTYPE_BYTES[spec["dtype"]],
+        )
         roof = roofline(c, hw, n_gpus=1)  # compute and memory terms; collectives are in allreduce.csv
         measured = med.get(step, math.nan)
-        rows.append(dict(config=spec["name"], step=step, context_len=spec["input_len"] + step + 1,
-                         t_bound_ms=float(roof["t_bound_s"].sum() * 1e3), measured_ms=float(measured),
-                         num_layers=spec["num_layers"], model_layers=spec["model_layers"]))
+        rows.append(
+            dict(
+                config=spec["name"],
+                step=step,
+                context_len=spec["input_len"] + step + 1,
+                t_bound_ms=float(roof["t_bound_s"].sum() * 1e3),
+                measured_ms=float(measured),
+                num_layers=spec["num_layers"],
+                model_layers=spec["model_layers"],
+            )
+        )
     return rows
 
 
@@ -242,13 +365,23 @@ def build(specs, summary, ops_repeats, phase_totals, steps, provenance, catalog,
         ar += allreduce_rows(spec, link, sweeps.get(name), t)
         stride = max(1, spec["output_len"] // 256)
         ds += decode_step_rows(spec, ceil, steps, stride)
-        ce.append(dict(config=name, gpu=spec["gpu"], peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"],
-                       link_GBps=link["bw_bytes_per_s"] / 1e9 if link else math.nan,
-                       alpha_us=link["alpha_s"] * 1e6 if link else math.nan, source=ceil["source"],
-                       link_source=link["source"] if link else "none"))
+        ce.append(
+            dict(
+                config=name,
+                gpu=spec["gpu"],
+                peak_tflops=ceil["peak_tflops"],
+                mem_bw_GBps=ceil["mem_bw_GBps"],
+                link_GBps=link["bw_bytes_per_s"] / 1e9 if link else math.nan,
+                alpha_us=link["alpha_s"] * 1e6 if link else math.nan,
+                source=ceil["source"],
+                link_source=link["source"] if link else "none",
+            )
+        )
     theory = pd.concat(th, ignore_index=True)
-    pair_df = pd.concat([pair_table(p, theory, ops_repeats, phase_totals, ratio_flag) for p in pairs]
-                        or [pd.DataFrame()], ignore_index=True)
+    pair_df = pd.concat(
+        [pair_table(p, theory, ops_repeats, phase_totals, ratio_flag) for p in pairs] or [pd.DataFrame()],
+        ignore_index=True,
+    )
     seen, van = set(), []
     for spec in specs.values():
         m = spec["model"]
@@ -260,8 +393,28 @@ def build(specs, summary, ops_repeats, phase_totals, steps, provenance, catalog,
         v.insert(0, "model", m["name"])
         v.insert(1, "tokens", key[1])
         van.append(v.rename(columns={"seed_flops": "vanilla_flops"}))
-    return dict(ops=theory, pairs=pair_df, vanilla=pd.concat(van, ignore_index=True),
-                allreduce=pd.DataFrame(ar, columns=["config", "kind", "phase", "n", "size_bytes", "measured_ms", "sweep_ms",
-                                                    "model_ms", "alpha_us", "bw_GBps", "source", "t_latency_ms",
-                                                    "t_bandwidth_ms"]),
-                decode_steps=pd.DataFrame(ds), ceilings=pd.DataFrame(ce))
+    return dict(
+        ops=theory,
+        pairs=pair_df,
+        vanilla=pd.concat(van, ignore_index=True),
+        allreduce=pd.DataFrame(
+            ar,
+            columns=[
+                "config",
+                "kind",
+                "phase",
+                "n",
+                "size_bytes",
+                "measured_ms",
+                "sweep_ms",
+                "model_ms",
+                "alpha_us",
+                "bw_GBps",
+                "source",
+                "t_latency_ms",
+                "t_bandwidth_ms",
+            ],
+        ),
+        decode_steps=pd.DataFrame(ds),
+        ceilings=pd.DataFrame(ce),
+    )

@@ -16,8 +16,10 @@ import re
 
 TRANSPORTS = {
     "auto": dict(env={}, label="NCCL's choice (NVLink peer-to-peer where the GPUs have it)"),
-    "no-p2p": dict(env={"NCCL_P2P_DISABLE": "1"},
-                   label="host-memory path (NCCL_P2P_DISABLE=1: NCCL's shared-memory transport through the CPU)"),
+    "no-p2p": dict(
+        env={"NCCL_P2P_DISABLE": "1"},
+        label="host-memory path (NCCL_P2P_DISABLE=1: NCCL's shared-memory transport through the CPU)",
+    ),
 }
 # NVLink multicast (NVLS) can take a shared host's GPUs down: off in every job we start.
 SAFETY_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}

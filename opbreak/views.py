@@ -27,10 +27,19 @@ SPLIT_PARTS = ("compute_ms", "transfer_ms", "wait_ms", "host_idle_ms")
 _KEY = ["config", "rank", "phase"]
 EMPTY_COLUMNS = {
     "rank_ops": _KEY[:2] + ["phase", "op", "wall_ms", "kernel_ms", "repeats", "host_ms"],
-    "collectives": _KEY + ["captured_steps", "steps", "calls", "wait_ms", "transfer_ms", "wait_per_call_us",
-                           "transfer_per_call_us", "repeats"],
-    "phase_split": _KEY + ["wall_ms", "steps", "compute_ms", "transfer_ms", "wait_ms", "host_idle_ms", "wait_capped",
-                           "repeats"],
+    "collectives": _KEY
+    + [
+        "captured_steps",
+        "steps",
+        "calls",
+        "wait_ms",
+        "transfer_ms",
+        "wait_per_call_us",
+        "transfer_per_call_us",
+        "repeats",
+    ],
+    "phase_split": _KEY
+    + ["wall_ms", "steps", "compute_ms", "transfer_ms", "wait_ms", "host_idle_ms", "wait_capped", "repeats"],
     "capture_cost": _KEY + ["events_overhead", "kernels_overhead", "repeats"],
 }
 
@@ -83,11 +92,11 @@ def capture_slowdown(steps: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(["config", "repeat", "rank", "phase"], key))
         for mode in ("events", "kernels"):
             sel = [r for r in recs if r.get("mode") == mode]
-            row[f"{mode}_overhead"] = (float(np.median([r["e2e_ms"] / fit(r["context_len"]) - 1 for r in sel]))
-                                       if fit and sel else np.nan)
+            row[f"{mode}_overhead"] = (
+                float(np.median([r["e2e_ms"] / fit(r["context_len"]) - 1 for r in sel])) if fit and sel else np.nan
+            )
         rows.append(row)
     return pd.DataFrame(rows)
-
 
 
 def _collective_scale(ops: pd.DataFrame) -> pd.Series:
@@ -113,12 +122,20 @@ def decode_tables(ops: pd.DataFrame, steps: pd.DataFrame, coll: pd.DataFrame) ->
     if len(totals) and len(scale):
         k = totals.set_index(["config", "repeat", "rank", "phase"]).index.map(lambda i: scale.get(i, 1.0))
         totals[["calls", "wait_ms", "transfer_ms"]] = totals[["calls", "wait_ms", "transfer_ms"]].mul(
-            np.asarray(k, float), axis=0)
-    wall_steps = steps.assign(e2e_ms=steps["e2e_ms"] + steps.get("phase_added_ms", 0.0) / steps.groupby(
-        ["config", "repeat", "rank", "phase"])["step"].transform("count"))
-    return dict(rank_ops=rank_ops(ops), collectives=over_repeats(totals),
-                phase_split=over_repeats(phase_split(ops, wall_steps, totals)),
-                capture_cost=over_repeats(capture_slowdown(steps)), clipped_transfers=calls.attrs.get("clipped", 0))
+            np.asarray(k, float), axis=0
+        )
+    wall_steps = steps.assign(
+        e2e_ms=steps["e2e_ms"]
+        + steps.get("phase_added_ms", 0.0)
+        / steps.groupby(["config", "repeat", "rank", "phase"])["step"].transform("count")
+    )
+    return dict(
+        rank_ops=rank_ops(ops),
+        collectives=over_repeats(totals),
+        phase_split=over_repeats(phase_split(ops, wall_steps, totals)),
+        capture_cost=over_repeats(capture_slowdown(steps)),
+        clipped_transfers=calls.attrs.get("clipped", 0),
+    )
 
 
 def over_repeats(df: pd.DataFrame) -> pd.DataFrame:

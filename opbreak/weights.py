@@ -35,18 +35,30 @@ def check_weights_dir(path, model: dict | None = None) -> list[str]:
     st = sorted(p.name for p in d.iterdir() if p.name.endswith(".safetensors"))
     pickles = sorted(p.name for p in d.iterdir() if p.name.endswith(PICKLED))
     if not st:
-        why = (f"it holds only pickled checkpoints ({', '.join(pickles[:3])}), which are refused because loading "
-               "them runs code" if pickles else "no *.safetensors files")
-        raise WeightsError(f"weights: {str(path)!r}: {why}; convert to safetensors "
-                           "(e.g. transformers' save_pretrained(safe_serialization=True)) or use weights: null")
+        why = (
+            f"it holds only pickled checkpoints ({', '.join(pickles[:3])}), which are refused because loading "
+            "them runs code"
+            if pickles
+            else "no *.safetensors files"
+        )
+        raise WeightsError(
+            f"weights: {str(path)!r}: {why}; convert to safetensors "
+            "(e.g. transformers' save_pretrained(safe_serialization=True)) or use weights: null"
+        )
     if model is not None:
         cfg = json.loads((d / "config.json").read_text())
         cfg.setdefault("num_key_value_heads", cfg.get("num_attention_heads"))
-        bad = [f"{k}={cfg.get(k)!r} but the config's model has {m}={model[m]!r}"
-               for k, m in CONFIG_FIELDS.items() if cfg.get(k) != model[m]]
+        bad = [
+            f"{k}={cfg.get(k)!r} but the config's model has {m}={model[m]!r}"
+            for k, m in CONFIG_FIELDS.items()
+            if cfg.get(k) != model[m]
+        ]
         if bad:
-            raise WeightsError(f"weights: {str(path)!r}/config.json disagrees with model {model.get('name')!r}: "
-                               + "; ".join(bad) + ". Fix the model shapes in config/models/ or point weights elsewhere")
+            raise WeightsError(
+                f"weights: {str(path)!r}/config.json disagrees with model {model.get('name')!r}: "
+                + "; ".join(bad)
+                + ". Fix the model shapes in config/models/ or point weights elsewhere"
+            )
     return st
 
 
@@ -56,13 +68,19 @@ def expected_shapes(model: dict, num_layers: int) -> dict[str, tuple]:
     shapes = {"model.embed_tokens.weight": (v, h), "model.norm.weight": (h,), "lm_head.weight": (v, h)}
     for i in range(num_layers):
         p = f"model.layers.{i}."
-        shapes.update({
-            p + "self_attn.q_proj.weight": (h, h), p + "self_attn.k_proj.weight": (kvd, h),
-            p + "self_attn.v_proj.weight": (kvd, h), p + "self_attn.o_proj.weight": (h, h),
-            p + "mlp.gate_proj.weight": (inter, h), p + "mlp.up_proj.weight": (inter, h),
-            p + "mlp.down_proj.weight": (h, inter), p + "input_layernorm.weight": (h,),
-            p + "post_attention_layernorm.weight": (h,),
-        })
+        shapes.update(
+            {
+                p + "self_attn.q_proj.weight": (h, h),
+                p + "self_attn.k_proj.weight": (kvd, h),
+                p + "self_attn.v_proj.weight": (kvd, h),
+                p + "self_attn.o_proj.weight": (h, h),
+                p + "mlp.gate_proj.weight": (inter, h),
+                p + "mlp.up_proj.weight": (inter, h),
+                p + "mlp.down_proj.weight": (h, inter),
+                p + "input_layernorm.weight": (h,),
+                p + "post_attention_layernorm.weight": (h,),
+            }
+        )
     return shapes
 
 
@@ -79,8 +97,10 @@ def load_hf_dir(path, model: dict, num_layers: int, device="cpu", dtype=None) ->
                 if name in want:
                     shape = tuple(sf.get_slice(name).get_shape())
                     if shape != want[name]:
-                        raise WeightsError(f"weights: {f}: {name} has shape {shape}, expected {want[name]} "
-                                           f"for model {model.get('name')!r}")
+                        raise WeightsError(
+                            f"weights: {f}: {name} has shape {shape}, expected {want[name]} "
+                            f"for model {model.get('name')!r}"
+                        )
                     t = sf.get_tensor(name)
                     got[name] = t.to(dtype) if dtype is not None else t
     missing = sorted(set(want) - set(got))

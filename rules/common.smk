@@ -58,7 +58,11 @@ def measure_outputs(kind):
 # the value is the config whose GPUs and resources the sweep borrows.
 LINKS = {}
 for _name, _spec in SPECS.items():
-    if config["allreduce_sweep"]["sizes"] and _spec["tp"] > 1 and not _spec["emulate_tp"]:
+    if (
+        config["allreduce_sweep"]["sizes"]
+        and _spec["tp"] > 1
+        and not _spec["emulate_tp"]
+    ):
         LINKS.setdefault(link_key(_spec), _name)
 
 
@@ -71,7 +75,9 @@ def slurm_field(field):
     (a sweep takes its link's config)."""
 
     def get(wildcards):
-        name = wildcards.config if "config" in wildcards.keys() else LINKS[wildcards.link]
+        name = (
+            wildcards.config if "config" in wildcards.keys() else LINKS[wildcards.link]
+        )
         if field == "gpu_model" and not CONFIGS[name]["num_gpus"]:
             return None  # never ask for --gpus=<model>:0
         return CONFIGS[name]["slurm"].get(field)

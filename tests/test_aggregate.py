@@ -31,8 +31,12 @@ def test_gpu_count_in_provenance_is_checked():
 
 
 def test_truncated_layers_are_scaled_to_real_depth():
-    ops = pd.DataFrame([dict(rank=0, phase="prefill", op=o, time_ms=1.0, calls=2, modeled=False, modeled_bytes=0)
-                        for o in ("embedding", "ffn", "all_reduce", "lm_head")])
+    ops = pd.DataFrame(
+        [
+            dict(rank=0, phase="prefill", op=o, time_ms=1.0, calls=2, modeled=False, modeled_bytes=0)
+            for o in ("embedding", "ffn", "all_reduce", "lm_head")
+        ]
+    )
     out, _ = scale_layers(ops, pd.DataFrame(dict(e2e_ms=[4.0])), spec())
     t = out.set_index("op")["time_ms"]
     assert t["ffn"] == pytest.approx(4.0)  # x 8/2
@@ -49,11 +53,38 @@ def test_aggregate_end_to_end_on_synthetic_runs(tmp_path):
     for rep, scale in enumerate((1.0, 1.1, 0.9)):
         d = tmp_path / f"rep{rep}"
         d.mkdir()
-        ops = pd.DataFrame([dict(rank=0, phase=ph, op=o, time_ms=t * scale, calls=1, modeled=False, modeled_bytes=0,
-                                 config="c", repeat=rep)
-                            for ph in ("prefill", "decode") for o, t in (("ffn", 3.0), ("attention", 1.0))])
-        steps = pd.DataFrame([dict(config="c", repeat=rep, rank=0, phase=ph, step=0, context_len=1,
-                                   e2e_ms=4.0 * scale, attributed_ms=4.0 * scale) for ph in ("prefill", "decode")])
+        ops = pd.DataFrame(
+            [
+                dict(
+                    rank=0,
+                    phase=ph,
+                    op=o,
+                    time_ms=t * scale,
+                    calls=1,
+                    modeled=False,
+                    modeled_bytes=0,
+                    config="c",
+                    repeat=rep,
+                )
+                for ph in ("prefill", "decode")
+                for o, t in (("ffn", 3.0), ("attention", 1.0))
+            ]
+        )
+        steps = pd.DataFrame(
+            [
+                dict(
+                    config="c",
+                    repeat=rep,
+                    rank=0,
+                    phase=ph,
+                    step=0,
+                    context_len=1,
+                    e2e_ms=4.0 * scale,
+                    attributed_ms=4.0 * scale,
+                )
+                for ph in ("prefill", "decode")
+            ]
+        )
         ops.to_csv(d / "ops.csv", index=False)
         steps.to_csv(d / "steps.csv", index=False)
         (d / "prov.json").write_text(json.dumps({"config": "c", "spec": s, "host": "h"}))

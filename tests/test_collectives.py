@@ -41,16 +41,17 @@ def test_fit_relative_weighting_keeps_small_messages():
 
 def test_decode_allreduce_grows_from_4_to_8():
     # A100 NVLink per direction 300 GB/s, 8 us per hop; LLaMA2-70B, batch 20, fp16
-    df = tp_scaling_explainer(hidden_size=8192, batch=20, input_len=1024, dtype_bytes=2,
-                              alpha_s=8e-6, bw_bytes_per_s=300e9).set_index(["phase", "n"])
+    df = tp_scaling_explainer(
+        hidden_size=8192, batch=20, input_len=1024, dtype_bytes=2, alpha_s=8e-6, bw_bytes_per_s=300e9
+    ).set_index(["phase", "n"])
     dec4, dec8 = df.loc[("decode", 4)], df.loc[("decode", 8)]
     assert dec4["latency_share"] > 0.5 and dec8["latency_share"] > 0.5
     assert dec8["total_s"] > dec4["total_s"]  # more GPUs, slower decode all_reduce
     pre4 = df.loc[("prefill", 4)]
     assert pre4["bandwidth_s"] > 10 * pre4["latency_s"]
     assert df.loc[("prefill", 8), "vs_first_n"] == pytest.approx(
-        (1.75 * 20 * 1024 * 8192 * 2 / 300e9 + 14 * 8e-6)
-        / (1.5 * 20 * 1024 * 8192 * 2 / 300e9 + 6 * 8e-6))
+        (1.75 * 20 * 1024 * 8192 * 2 / 300e9 + 14 * 8e-6) / (1.5 * 20 * 1024 * 8192 * 2 / 300e9 + 6 * 8e-6)
+    )
 
 
 SWEEP_SIZES = [64 * 1024 * 2**i for i in range(5)]  # 64 KiB .. 1 MiB: one CPU cache regime

@@ -10,8 +10,21 @@ L70 = dict(hidden_size=8192, intermediate_size=28672, num_layers=80, num_heads=6
 
 
 def gpu_cfg(**over):
-    c = dict(name="g", model="big", gpu="H100-SXM", num_gpus=1, tp=1, gpu_ids=[0], backend="lightllm",
-             batch=1, input_len=16, output_len=16, dtype="float16", num_layers=2, timing="cuda_events")
+    c = dict(
+        name="g",
+        model="big",
+        gpu="H100-SXM",
+        num_gpus=1,
+        tp=1,
+        gpu_ids=[0],
+        backend="lightllm",
+        batch=1,
+        input_len=16,
+        output_len=16,
+        dtype="float16",
+        num_layers=2,
+        timing="cuda_events",
+    )
     c.update(over)
     return c
 
@@ -35,34 +48,60 @@ CASES = [
     ("dotdot-name", lambda c: with_cfg(c, name="../up"), ["'../up' is not a safe path part"]),
     ("unsafe-study", lambda c: {**c, "study": "my study$(id)"}, ["study:", "not a safe path part"]),
     ("unknown-model", lambda c: with_cfg(c, model="nope"), ["('t1').model", "unknown model 'nope'"]),
-    ("missing-model-file", lambda c: {**c, "models": {**c["models"], "f": "config/models/missing.yaml"}},
-     ["models.f", "not found"]),
-    ("heads-not-multiple-of-kv", lambda c: {**c, "models": {"micro": {**c["models"]["micro"], "num_kv_heads": 3}}},
-     ["models.micro", "not a multiple of num_kv_heads"]),
-    ("pair-unknown-config", lambda c: {**c, "pairs": [{"a": "t1", "b": "ghost"}]},
-     ["pairs[0].b", "unknown config 'ghost'"]),
+    (
+        "missing-model-file",
+        lambda c: {**c, "models": {**c["models"], "f": "config/models/missing.yaml"}},
+        ["models.f", "not found"],
+    ),
+    (
+        "heads-not-multiple-of-kv",
+        lambda c: {**c, "models": {"micro": {**c["models"]["micro"], "num_kv_heads": 3}}},
+        ["models.micro", "not a multiple of num_kv_heads"],
+    ),
+    (
+        "pair-unknown-config",
+        lambda c: {**c, "pairs": [{"a": "t1", "b": "ghost"}]},
+        ["pairs[0].b", "unknown config 'ghost'"],
+    ),
     ("lightllm-on-cpu", lambda c: with_cfg(c, backend="lightllm"), ["('t1').backend", "needs a GPU"]),
     ("cuda-timing-on-cpu", lambda c: with_cfg(c, timing="cuda_events"), ["('t1').timing", "needs CUDA"]),
     ("weights-path-missing", lambda c: with_cfg(c, weights="/no/such/dir"), ["('t1').weights", "not a directory"]),
     ("truncate-too-deep", lambda c: with_cfg(c, num_layers=9), ["('t1').num_layers", "between 1 and"]),
     ("decode-sample-too-many", lambda c: with_cfg(c, decode_sample=99), ["('t1').decode_sample", "exceeds output_len"]),
-    ("unknown-gpu", lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(gpu="B300")]},
-     ["('g').gpu", "unknown GPU model 'B300'", "hardware.yaml"]),
-    ("gpu-ids-repeated", lambda c: {**c, "models": {**c["models"], "big": L70},
-                                    "configs": [gpu_cfg(tp=2, num_gpus=2, gpu_ids=[0, 0])]},
-     ["('g').gpu_ids", "repeats a GPU id"]),
-    ("gpu-ids-more-than-num-gpus", lambda c: {**c, "models": {**c["models"], "big": L70},
-                                              "configs": [gpu_cfg(gpu_ids=[0, 1])]},
-     ["('g').gpu_ids", "has 2 ids but num_gpus is 1"]),
-    ("num-gpus-vs-tp", lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(tp=4)]},
-     ["('g').num_gpus", "needs 4"]),
-    ("perf-counter-on-gpu", lambda c: {**c, "models": {**c["models"], "big": L70},
-                                       "configs": [gpu_cfg(timing="perf_counter")]},
-     ["('g').timing", "does not see asynchronous CUDA work"]),
-    ("kv-plus-weights-exceed-memory", lambda c: {**c, "models": {**c["models"], "big": L70},
-                                                 "configs": [gpu_cfg(num_layers=None, batch=20, input_len=1024,
-                                                                     output_len=1024)]},
-     ["('g'): needs ~", "GiB per GPU (weights", "KV cache", "H100-SXM has 79.6 GiB"]),
+    (
+        "unknown-gpu",
+        lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(gpu="B300")]},
+        ["('g').gpu", "unknown GPU model 'B300'", "hardware.yaml"],
+    ),
+    (
+        "gpu-ids-repeated",
+        lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(tp=2, num_gpus=2, gpu_ids=[0, 0])]},
+        ["('g').gpu_ids", "repeats a GPU id"],
+    ),
+    (
+        "gpu-ids-more-than-num-gpus",
+        lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(gpu_ids=[0, 1])]},
+        ["('g').gpu_ids", "has 2 ids but num_gpus is 1"],
+    ),
+    (
+        "num-gpus-vs-tp",
+        lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(tp=4)]},
+        ["('g').num_gpus", "needs 4"],
+    ),
+    (
+        "perf-counter-on-gpu",
+        lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(timing="perf_counter")]},
+        ["('g').timing", "does not see asynchronous CUDA work"],
+    ),
+    (
+        "kv-plus-weights-exceed-memory",
+        lambda c: {
+            **c,
+            "models": {**c["models"], "big": L70},
+            "configs": [gpu_cfg(num_layers=None, batch=20, input_len=1024, output_len=1024)],
+        },
+        ["('g'): needs ~", "GiB per GPU (weights", "KV cache", "H100-SXM has 79.6 GiB"],
+    ),
     ("cpu-with-gpus", lambda c: with_cfg(c, num_gpus=2), ["('t1').num_gpus", "set 0"]),
 ]
 
@@ -154,8 +193,10 @@ def test_misspelt_field_is_refused_with_the_closest_name(tiny_config):
 
 
 def test_misspelt_field_in_a_model_file_is_refused(tiny_config, tmp_path):
-    (tmp_path / "m.yaml").write_text("hidden_size: 64\nintermediate_size: 160\nnum_layers: 2\nnum_heads: 4\n"
-                                     "num_kv_heads: 2\nvocab_size: 256\nrope_thetta: 10000.0\n")
+    (tmp_path / "m.yaml").write_text(
+        "hidden_size: 64\nintermediate_size: 160\nnum_layers: 2\nnum_heads: 4\n"
+        "num_kv_heads: 2\nvocab_size: 256\nrope_thetta: 10000.0\n"
+    )
     tiny_config["models"]["micro"] = "m.yaml"
     text = "\n".join(check(tiny_config, root=tmp_path, catalog=CATALOG))
     assert "models.micro.rope_thetta: unknown field; did you mean 'rope_theta'? (in m.yaml)" in text, text
@@ -190,9 +231,13 @@ def test_schema_errors_name_the_config_and_all_show_at_once(tiny_config):
     tiny_config["unstable_cv"] = -1
     errs = check(tiny_config, catalog=CATALOG)
     text = "\n".join(errs)
-    for frag in ["configs[1] ('t2').timing: 'stopwatch' is not one of", "configs[1] ('t2').tp: 'two' is not of type",
-                 "configs[0] ('t1').batch_size: unknown field; did you mean 'batch'?", "pairs[1].b: 't2' is also a",
-                 "unstable_cv: -1 is less than or equal to the minimum of 0"]:
+    for frag in [
+        "configs[1] ('t2').timing: 'stopwatch' is not one of",
+        "configs[1] ('t2').tp: 'two' is not of type",
+        "configs[0] ('t1').batch_size: unknown field; did you mean 'batch'?",
+        "pairs[1].b: 't2' is also a",
+        "unstable_cv: -1 is less than or equal to the minimum of 0",
+    ]:
         assert frag in text, f"{frag!r} not in:\n{text}"
     assert len(errs) == 5, text
 
@@ -208,8 +253,11 @@ def test_defaults_come_from_the_schema_only(tiny_config):
     filled = copy.deepcopy(tiny_config)
     validate(filled, str(ROOT / "config/schema/config.schema.yaml"))
     assert filled == with_defaults(tiny_config)
-    assert filled["retries"] == 1 and filled["ratio_flag"] == 0.25 and filled["allreduce_sweep"] == {"sizes": [],
-                                                                                                      "iters": 20}
+    assert (
+        filled["retries"] == 1
+        and filled["ratio_flag"] == 0.25
+        and filled["allreduce_sweep"] == {"sizes": [], "iters": 20}
+    )
     assert set(_block_defaults("defaults")) <= set(config_fields())
     # inheritance survives validate(): schema default < defaults: < entry
     tiny_config["defaults"]["warmup"] = 3

@@ -13,8 +13,22 @@ from opbreak.timing import Recorder, scale_to_total, step_plan
 
 
 def _coll(starts, ends, step=0, call=0, phase="decode", ctx=100):
-    return [dict(config="c", repeat=0, rank=r, phase=phase, step=step, context_len=ctx, call=call, op="all_reduce",
-                 kernel="ncclDevKernel", start_us=s, end_us=e) for r, (s, e) in enumerate(zip(starts, ends))]
+    return [
+        dict(
+            config="c",
+            repeat=0,
+            rank=r,
+            phase=phase,
+            step=step,
+            context_len=ctx,
+            call=call,
+            op="all_reduce",
+            kernel="ncclDevKernel",
+            start_us=s,
+            end_us=e,
+        )
+        for r, (s, e) in enumerate(zip(starts, ends))
+    ]
 
 
 def test_wait_is_time_to_the_last_arrival_and_transfer_the_rest():
@@ -39,18 +53,36 @@ def test_calls_missing_on_a_rank_are_dropped():
 def test_phase_totals_scale_captured_steps_to_every_step():
     rows = [r for s in range(4) for r in _coll([0.0, 100.0], [110.0, 110.0], step=s * 10, ctx=100 + s * 10)]
     calls = skew.split_calls(pd.DataFrame(rows))
-    steps = pd.DataFrame([dict(config="c", repeat=0, rank=r, phase="decode", step=s, context_len=100 + s)
-                          for r in (0, 1) for s in range(40)])
+    steps = pd.DataFrame(
+        [
+            dict(config="c", repeat=0, rank=r, phase="decode", step=s, context_len=100 + s)
+            for r in (0, 1)
+            for s in range(40)
+        ]
+    )
     tot = skew.phase_totals(calls, steps).set_index("rank")
     assert tot.loc[0, "wait_ms"] == pytest.approx(40 * 0.1) and tot.loc[1, "wait_ms"] == pytest.approx(0.0)
     assert tot.loc[0, "transfer_ms"] == pytest.approx(40 * 0.01) and tot.loc[0, "calls"] == pytest.approx(40)
 
 
 def _split_inputs(wall, compute, wait, transfer):
-    ops = pd.DataFrame([dict(config="c", repeat=0, rank=0, phase="decode", op="ffn", time_ms=compute,
-                             kernel_ms=compute, modeled=False)])
-    steps = pd.DataFrame([dict(config="c", repeat=0, rank=0, phase="decode", step=i, context_len=i,
-                               e2e_ms=wall / 10) for i in range(10)])
+    ops = pd.DataFrame(
+        [
+            dict(
+                config="c",
+                repeat=0,
+                rank=0,
+                phase="decode",
+                op="ffn",
+                time_ms=compute,
+                kernel_ms=compute,
+                modeled=False,
+            )
+        ]
+    )
+    steps = pd.DataFrame(
+        [dict(config="c", repeat=0, rank=0, phase="decode", step=i, context_len=i, e2e_ms=wall / 10) for i in range(10)]
+    )
     coll = pd.DataFrame([dict(config="c", repeat=0, rank=0, phase="decode", wait_ms=wait, transfer_ms=transfer)])
     return ops, steps, coll
 
@@ -115,17 +147,49 @@ def test_step_plan_modes_are_disjoint_and_counted():
 
 
 def test_over_repeats_medians_and_flags():
-    df = pd.DataFrame([dict(config="c", repeat=k, rank=0, phase="decode", wall_ms=v, wait_capped=k == 1)
-                       for k, v in enumerate([1.0, 3.0, 100.0])])
+    df = pd.DataFrame(
+        [
+            dict(config="c", repeat=k, rank=0, phase="decode", wall_ms=v, wait_capped=k == 1)
+            for k, v in enumerate([1.0, 3.0, 100.0])
+        ]
+    )
     out = views.over_repeats(df).iloc[0]
     assert out["wall_ms"] == 3.0 and bool(out["wait_capped"]) and out["repeats"] == 3
 
 
 def test_decode_tables_of_a_cpu_run_have_no_kernel_view_and_nothing_negative():
-    ops = pd.DataFrame([dict(config="c", repeat=0, rank=0, phase=p, op="ffn", time_ms=5.0, kernel_ms=np.nan,
-                             modeled=False, time_ms_measured=5.0) for p in ("prefill", "decode")])
-    steps = pd.DataFrame([dict(config="c", repeat=0, rank=0, phase=p, step=0, context_len=1, e2e_ms=6.0, mode="events",
-                               phase_added_ms=0.0) for p in ("prefill", "decode")])
+    ops = pd.DataFrame(
+        [
+            dict(
+                config="c",
+                repeat=0,
+                rank=0,
+                phase=p,
+                op="ffn",
+                time_ms=5.0,
+                kernel_ms=np.nan,
+                modeled=False,
+                time_ms_measured=5.0,
+            )
+            for p in ("prefill", "decode")
+        ]
+    )
+    steps = pd.DataFrame(
+        [
+            dict(
+                config="c",
+                repeat=0,
+                rank=0,
+                phase=p,
+                step=0,
+                context_len=1,
+                e2e_ms=6.0,
+                mode="events",
+                phase_added_ms=0.0,
+            )
+            for p in ("prefill", "decode")
+        ]
+    )
     t = views.decode_tables(ops, steps, pd.DataFrame(columns=skew.SPLIT_COLUMNS[:6] + ["kernel", "start_us", "end_us"]))
     ps = t["phase_split"]
     assert ps["compute_ms"].isna().all() and ps["host_idle_ms"].isna().all()

@@ -1,15 +1,19 @@
 """envs/*.yaml list the same packages (and floors) as pyproject.toml."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names of PyPI packages
-CONDA_NAME = {"torch": "pytorch", "snakemake": "snakemake-minimal", "matplotlib": "matplotlib-base",
-              "seaborn": "seaborn-base"}
+CONDA_NAME = {
+    "torch": "pytorch",
+    "snakemake": "snakemake-minimal",
+    "matplotlib": "matplotlib-base",
+    "seaborn": "seaborn-base",
+}
 
 
 def parse(req):
@@ -28,6 +32,8 @@ def test_envs_match_pyproject():
                     continue
                 assert conda.setdefault(name, spec) == spec, f"{env.name}: {name}{spec} differs from another env"
     want = {CONDA_NAME.get(k, k): v for k, v in deps.items()}
-    assert set(conda) == set(want), f"only in envs: {set(conda) - set(want)}; only in pyproject: {set(want) - set(conda)}"
+    assert set(conda) == set(want), (
+        f"only in envs: {set(conda) - set(want)}; only in pyproject: {set(want) - set(conda)}"
+    )
     for name, spec in want.items():
         assert conda[name] == spec, f"{name}: envs say {conda[name]!r}, pyproject says {spec!r}"

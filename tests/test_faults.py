@@ -7,14 +7,12 @@ interrupted Snakemake run resumed with --rerun-incomplete.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import psutil
-import pytest
 import yaml
 
 from conftest import ROOT, copy_workflow, dry_run_jobs, snakemake
@@ -32,9 +30,13 @@ def write_spec(tmp_path, tiny_config, name="t2", **over):
 
 
 def start_measure(spec_path, outdir):
-    return subprocess.Popen([sys.executable, "-m", "opbreak.measure", "--spec", str(spec_path), "--repeat", "0",
-                             "--outdir", str(outdir)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "opbreak.measure", "--spec", str(spec_path), "--repeat", "0", "--outdir", str(outdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def ranks_of(proc, n, timeout=60):
@@ -121,10 +123,17 @@ def test_interrupted_pipeline_resumes_and_reruns_only_what_is_missing(tmp_path):
     (wf / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     # run the fast measure jobs to completion first
     snakemake(wf, "results/measure/t1/rep0/ops.csv", "results/measure/t2/rep0/ops.csv")
-    done = {f: os.stat(wf / f).st_mtime_ns for f in ("results/measure/t1/rep0/ops.csv", "results/measure/t2/rep0/ops.csv")}
+    done = {
+        f: os.stat(wf / f).st_mtime_ns for f in ("results/measure/t1/rep0/ops.csv", "results/measure/t2/rep0/ops.csv")
+    }
     # then interrupt a run while the slow config is measuring
-    p = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "report/all.md"], cwd=wf,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "report/all.md"],
+        cwd=wf,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not any((wf / "logs/measure/slow").glob("*.log")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -138,8 +147,9 @@ def test_interrupted_pipeline_resumes_and_reruns_only_what_is_missing(tmp_path):
     todo = dry_run_jobs(wf, "--rerun-incomplete", "report/all.md")
     assert "measure[config=slow,repeat=0]" in todo
     assert {"aggregate", "theory", "report"} <= set(todo), todo
-    assert not any(j.startswith("measure[config=t1,repeat=0") or j.startswith("measure[config=t2,repeat=0")
-                   for j in todo), todo
+    assert not any(
+        j.startswith("measure[config=t1,repeat=0") or j.startswith("measure[config=t2,repeat=0") for j in todo
+    ), todo
     snakemake(wf, "--rerun-incomplete", "report/all.md", timeout=900)
     for f, mtime in done.items():
         assert os.stat(wf / f).st_mtime_ns == mtime, f"{f} was measured again"

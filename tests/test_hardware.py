@@ -57,10 +57,17 @@ def test_nvlink_pairs_ring_crosses_pcie(cat):
         link_between(cat, "T4", "infiniband", 2)
 
 
-@pytest.mark.parametrize("gpu,n,kind,bidir", [
-    ("A100-SXM4-40GB", 8, "nvlink", 600), ("H200", 4, "nvlink", 900),
-    ("A40", 2, "nvlink", 112.5), ("A40", 8, "pcie", 64), ("T4", 4, "pcie", 32),
-    ("L40S", 2, "pcie", 64)])
+@pytest.mark.parametrize(
+    "gpu,n,kind,bidir",
+    [
+        ("A100-SXM4-40GB", 8, "nvlink", 600),
+        ("H200", 4, "nvlink", 900),
+        ("A40", 2, "nvlink", 112.5),
+        ("A40", 8, "pcie", 64),
+        ("T4", 4, "pcie", 32),
+        ("L40S", 2, "pcie", 64),
+    ],
+)
 def test_auto_topology(cat, gpu, n, kind, bidir):
     link = link_between(cat, gpu, "auto", n)
     assert (link["kind"], link["bidir_GBps"]) == (kind, bidir)

@@ -15,8 +15,17 @@ from opbreak.backends import lightllm_backend as lb
 from opbreak.backends import torch_llama
 from opbreak.timing import Recorder
 
-TINY = dict(name="t", hidden_size=256, intermediate_size=688, num_layers=3, num_heads=8, num_kv_heads=2,
-            vocab_size=2048, rms_eps=1e-5, rope_theta=10000.0)
+TINY = dict(
+    name="t",
+    hidden_size=256,
+    intermediate_size=688,
+    num_layers=3,
+    num_heads=8,
+    num_kv_heads=2,
+    vocab_size=2048,
+    rms_eps=1e-5,
+    rope_theta=10000.0,
+)
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_LIGHTLLM = importlib.util.find_spec("lightllm") is not None
@@ -24,11 +33,32 @@ needs_gpu = pytest.mark.skipif(not (HAS_CUDA and HAS_LIGHTLLM), reason="needs CU
 
 
 def spec_for(**kw):
-    s = dict(name="t", study="s", backend="lightllm", device="cuda", gpu="H100-SXM", num_gpus=1, tp=1,
-             emulate_tp=False, gpu_ids=[0], dtype="float16", timing="cuda_events", batch=2, input_len=16,
-             output_len=4, num_layers=TINY["num_layers"], model_layers=TINY["num_layers"], weights=None,
-             decode_sample=0, warmup=1, seed=0, model=dict(TINY), hardware_catalog="config/hardware.yaml",
-             timeout_s=600, collective_timeout_s=60)
+    s = dict(
+        name="t",
+        study="s",
+        backend="lightllm",
+        device="cuda",
+        gpu="H100-SXM",
+        num_gpus=1,
+        tp=1,
+        emulate_tp=False,
+        gpu_ids=[0],
+        dtype="float16",
+        timing="cuda_events",
+        batch=2,
+        input_len=16,
+        output_len=4,
+        num_layers=TINY["num_layers"],
+        model_layers=TINY["num_layers"],
+        weights=None,
+        decode_sample=0,
+        warmup=1,
+        seed=0,
+        model=dict(TINY),
+        hardware_catalog="config/hardware.yaml",
+        timeout_s=600,
+        collective_timeout_s=60,
+    )
     s.update(kw)
     return s
 

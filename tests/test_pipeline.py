@@ -100,7 +100,9 @@ def test_summary_statistics_come_from_the_repeats(ran):
     reps = pd.read_csv(ran / "results/aggregate/ops_repeats.csv")
     summ = pd.read_csv(ran / "results/aggregate/ops_summary.csv")
     row = summ[(summ["config"] == "t2") & (summ["phase"] == "decode") & (summ["op"] == "all_reduce")].iloc[0]
-    x = reps[(reps["config"] == "t2") & (reps["rank"] == 0) & (reps["phase"] == "decode") & (reps["op"] == "all_reduce")]
+    x = reps[
+        (reps["config"] == "t2") & (reps["rank"] == 0) & (reps["phase"] == "decode") & (reps["op"] == "all_reduce")
+    ]
     assert row["median_ms"] == pytest.approx(x["time_ms"].median())
     assert row["n"] == 2 and row["ci_lo_ms"] <= row["median_ms"] <= row["ci_hi_ms"]
     assert row["calls"] == 4 * (2 * 2 + 1)

@@ -49,8 +49,14 @@ def test_op_classes_cover_every_model_op():
 
 
 def test_calibrate_is_time_weighted_and_skips_modeled():
-    t = _theory([("a", "prefill", "qkv_proj", 1.0, 2.0, False), ("a", "prefill", "ffn", 3.0, 4.0, False),
-                 ("a", "prefill", "all_reduce", 5.0, 5.0, True), ("a", "prefill", "host_gap", 0.0, 9.0, False)])
+    t = _theory(
+        [
+            ("a", "prefill", "qkv_proj", 1.0, 2.0, False),
+            ("a", "prefill", "ffn", 3.0, 4.0, False),
+            ("a", "prefill", "all_reduce", 5.0, 5.0, True),
+            ("a", "prefill", "host_gap", 0.0, 9.0, False),
+        ]
+    )
     cal = P.calibrate(t, label="x").set_index(["op_class", "phase"])
     assert math.isclose(cal.loc[("gemm", "prefill"), "efficiency"], 4.0 / 6.0)
     assert ("collective", "prefill") not in cal.index  # a modeled time is not evidence
@@ -65,8 +71,14 @@ def test_merge_replaces_per_class_only():
 
 
 def test_predict_ops_divides_and_labels():
-    t = _theory([("m", "prefill", "ffn", 2.0, 5.0, False), ("m", "prefill", "all_reduce", 1.0, 1.0, True),
-                 ("p", "prefill", "ffn", 4.0, np.nan, False), ("p", "prefill", "o_proj", 0.0, np.nan, False)])
+    t = _theory(
+        [
+            ("m", "prefill", "ffn", 2.0, 5.0, False),
+            ("m", "prefill", "all_reduce", 1.0, 1.0, True),
+            ("p", "prefill", "ffn", 4.0, np.nan, False),
+            ("p", "prefill", "o_proj", 0.0, np.nan, False),
+        ]
+    )
     phases = pd.DataFrame([dict(config="m", phase="prefill", median_ms=6.0)])
     pred = P.predict_ops(t, _eff(0.5), P.measured_configs(phases))
     r = pred.set_index(["config", "op"])
@@ -114,17 +126,52 @@ def test_seed_claims_quote_the_seed_exactly():
 
 
 def test_seed_claim_arithmetic():
-    pred = pd.DataFrame([("a", "prefill", "ffn", 1.0), ("b", "prefill", "ffn", 2.0),
-                         ("a", "prefill", "all_reduce", 0.5), ("b", "prefill", "all_reduce", 0.5)],
-                        columns=["config", "phase", "op", "predicted_ms"])
-    claims = [dict(id="s", section="x", quote="q", kind="speedup", phase="prefill", a="a", b="b", ops=["ffn"],
-                   seed_value=2.0, analogue=dict(what="w", a_value=1.0, b_value=4.0)),
-              dict(id="d", section="x", quote="q", kind="differ_by", phase="prefill", a="a", b="b",
-                   ops=["ffn", "all_reduce"], seed_value=0.6),
-              dict(id="m", section="x", quote="q", kind="at_most", phase="prefill", a="a", b="b", ops=["all_reduce"],
-                   seed_value=1.0),
-              dict(id="p", section="x", quote="q", kind="dominant_op", phase="prefill", configs=["a", "zz"],
-                   expect_op="ffn")]
+    pred = pd.DataFrame(
+        [
+            ("a", "prefill", "ffn", 1.0),
+            ("b", "prefill", "ffn", 2.0),
+            ("a", "prefill", "all_reduce", 0.5),
+            ("b", "prefill", "all_reduce", 0.5),
+        ],
+        columns=["config", "phase", "op", "predicted_ms"],
+    )
+    claims = [
+        dict(
+            id="s",
+            section="x",
+            quote="q",
+            kind="speedup",
+            phase="prefill",
+            a="a",
+            b="b",
+            ops=["ffn"],
+            seed_value=2.0,
+            analogue=dict(what="w", a_value=1.0, b_value=4.0),
+        ),
+        dict(
+            id="d",
+            section="x",
+            quote="q",
+            kind="differ_by",
+            phase="prefill",
+            a="a",
+            b="b",
+            ops=["ffn", "all_reduce"],
+            seed_value=0.6,
+        ),
+        dict(
+            id="m",
+            section="x",
+            quote="q",
+            kind="at_most",
+            phase="prefill",
+            a="a",
+            b="b",
+            ops=["all_reduce"],
+            seed_value=1.0,
+        ),
+        dict(id="p", section="x", quote="q", kind="dominant_op", phase="prefill", configs=["a", "zz"], expect_op="ffn"),
+    ]
     out = S.evaluate(claims, pred, 0.25).set_index(["id", "config"])
     s = out.loc[("s", "a vs b")]
     assert s["predicted_value"] == 2.0 and s["predicted_agrees"] and s["analogue_value"] == 4.0
@@ -152,8 +199,9 @@ def seed_run(tmp_path_factory):
     if _nvidia_driver_present():
         pytest.skip("a GPU host would try to run the seed's configs")
     wf = copy_workflow(tmp_path_factory.mktemp("seed") / "wf")
-    snakemake(wf, "-k", "report/all.md", "--configfile", "config/studies/seed.yaml", "--config", "repeats=1",
-              timeout=600)
+    snakemake(
+        wf, "-k", "report/all.md", "--configfile", "config/studies/seed.yaml", "--config", "repeats=1", timeout=600
+    )
     return wf
 
 
@@ -193,24 +241,52 @@ def test_predicted_sentences_cite_their_numbers(seed_run):
         for r in refs:
             cited.update(NUM.findall(ev[r]["shown"]))
             e = ev[r]
-            assert math.isclose(float(_lookup(wf, e["table"], e["row"], e["column"])), float(e["value"]),
-                                rel_tol=1e-12)
+            assert math.isclose(float(_lookup(wf, e["table"], e["row"], e["column"])), float(e["value"]), rel_tol=1e-12)
         missing = [x for x in NUM.findall(text) if x not in cited]
         assert not missing, (missing, b)
 
 
 def test_measured_config_sentences_cite_every_number():
     """Pure: a measured and a predicted-only config, the sentence numbers are exactly the cited cells."""
-    from opbreak import report as rep
-    from opbreak import report_predict as RP
     from test_report import NUM
 
-    ph = pd.DataFrame([dict(config="m", phase="prefill", status="measured", predicted_ms=12.5, measured_ms=10.0,
-                            predicted_over_measured=1.25, host_bound_share=0.01, calibration="default"),
-                       dict(config="m", phase="decode", status="measured", predicted_ms=30.0, measured_ms=60.0,
-                            predicted_over_measured=0.5, host_bound_share=0.4, calibration="default"),
-                       dict(config="p", phase="prefill", status="predicted", predicted_ms=7.0, measured_ms=np.nan,
-                            predicted_over_measured=np.nan, host_bound_share=np.nan, calibration="default")])
+    from opbreak import report as rep
+    from opbreak import report_predict as RP
+
+    ph = pd.DataFrame(
+        [
+            dict(
+                config="m",
+                phase="prefill",
+                status="measured",
+                predicted_ms=12.5,
+                measured_ms=10.0,
+                predicted_over_measured=1.25,
+                host_bound_share=0.01,
+                calibration="default",
+            ),
+            dict(
+                config="m",
+                phase="decode",
+                status="measured",
+                predicted_ms=30.0,
+                measured_ms=60.0,
+                predicted_over_measured=0.5,
+                host_bound_share=0.4,
+                calibration="default",
+            ),
+            dict(
+                config="p",
+                phase="prefill",
+                status="predicted",
+                predicted_ms=7.0,
+                measured_ms=np.nan,
+                predicted_over_measured=np.nan,
+                host_bound_share=np.nan,
+                calibration="default",
+            ),
+        ]
+    )
     trace = rep.Trace()
     out = RP.phase_sentences({"predicted_phases": ph}, ["m", "p"], trace)
     assert len(out) == 3 and "not measured" in out[-1].text and "host-bound" in out[1].text

@@ -73,8 +73,13 @@ def _evidence(md: str) -> dict:
             continue
         eid, table, row, column, value, shown = _cells(line)
         eid = re.sub(r"<a id=\"[^\"]+\"></a>", "", eid)
-        rows[eid] = dict(table=_uncode(table), row=row.replace("\\", ""), column=_uncode(column),
-                         value=_uncode(value), shown=shown.replace("\\", ""))
+        rows[eid] = dict(
+            table=_uncode(table),
+            row=row.replace("\\", ""),
+            column=_uncode(column),
+            value=_uncode(value),
+            shown=shown.replace("\\", ""),
+        )
     return rows
 
 
@@ -86,7 +91,7 @@ def _lookup(wf: Path, table: str, row: str, column: str):
         col = df[k]
         try:
             fv = float(v)
-            mask &= col.map(lambda x: x != "" and math.isclose(float(x), fv, rel_tol=1e-12))
+            mask &= col.map(lambda x, fv=fv: x != "" and math.isclose(float(x), fv, rel_tol=1e-12))
         except ValueError:
             mask &= col == v
     hits = df[mask]
@@ -172,8 +177,16 @@ def test_missing_config_renders(run, tmp_path):
     ghost = "ghost|`x`<b>[y](z)"
     pairs = copy.deepcopy(cfg["pairs"]) + [{"a": ghost, "b": "t1", "label": "ghost vs t1"}]
     out = tmp_path / "r" / "all.md"
-    rep.render(_paths(wf), out, out.parent / "figures", ["t1", "t2", ghost], pairs, "tiny",
-               ROOT / "report/templates/all.md.j2", {"unstable_cv": 0.5})
+    rep.render(
+        _paths(wf),
+        out,
+        out.parent / "figures",
+        ["t1", "t2", ghost],
+        pairs,
+        "tiny",
+        ROOT / "report/templates/all.md.j2",
+        {"unstable_cv": 0.5},
+    )
     md = out.read_text()
     miss = md.split("### Missing or failed configs")[1].split("###")[0]
     assert rep.md_escape(ghost) in miss and "no rows in `ops_summary.csv`" in miss
@@ -190,8 +203,15 @@ def test_renders_without_theory_and_without_data(tmp_path, run):
     for k in ("theory_ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings"):
         paths[k] = str(tmp_path / "absent.csv")
     out = tmp_path / "a" / "all.md"
-    rep.render(paths, out, out.parent / "figures", ["t1", "t2"], [{"a": "t2", "b": "t1"}], "tiny",
-               ROOT / "report/templates/all.md.j2")
+    rep.render(
+        paths,
+        out,
+        out.parent / "figures",
+        ["t1", "t2"],
+        [{"a": "t2", "b": "t1"}],
+        "tiny",
+        ROOT / "report/templates/all.md.j2",
+    )
     assert "## Theory" in out.read_text()
     empty = {k: str(tmp_path / "none.csv") for k in list(rep.TABLE_PATHS) + ["provenance"]}
     out2 = tmp_path / "b" / "all.md"
@@ -228,6 +248,8 @@ def test_methods_show_modeled_ops_and_layer_scaling(run, tmp_path):
     ctx = rep.build_context(t, ["t1", "t2"], [], "tiny", {})
     m = {x["config"]: dict(x["items"]) for x in ctx["methods"]}
     assert "`all_reduce`" in m["t2"]["measured vs modeled"] and m["t1"]["measured vs modeled"] == "all ops measured"
-    assert "2 of 80 layers measured" in m["t2"]["truncated-layer scaling"] and "40" in m["t2"]["truncated-layer scaling"]
+    assert (
+        "2 of 80 layers measured" in m["t2"]["truncated-layer scaling"] and "40" in m["t2"]["truncated-layer scaling"]
+    )
     assert any(s.topic == "modeled" and "`all_reduce`" in s.text for s in ctx["sentences"])
     assert "modeled" in ctx["per_config"][1]["phases"][0]["table"]

@@ -70,9 +70,7 @@ def _cluster_up() -> bool:
         r = _run(["sinfo", "-h", "-p", "debug", "-o", "%a %t"], T_QUERY)
     except (subprocess.TimeoutExpired, OSError):
         return False
-    return r.returncode == 0 and r.stdout.startswith("up ") and any(
-        s in r.stdout for s in ("idle", "mix", "alloc")
-    )
+    return r.returncode == 0 and r.stdout.startswith("up ") and any(s in r.stdout for s in ("idle", "mix", "alloc"))
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +81,10 @@ def slurm_cluster():
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
-        msg = ("snakemake-executor-plugin-slurm is not installed "
-               "(pip install 'snakemake-executor-plugin-slurm>=2.8,<3', or the [slurm] extra)")
+        msg = (
+            "snakemake-executor-plugin-slurm is not installed "
+            "(pip install 'snakemake-executor-plugin-slurm>=2.8,<3', or the [slurm] extra)"
+        )
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
@@ -109,8 +109,7 @@ def slurm_cluster():
 def _project_files() -> list[Path]:
     """Tracked + untracked-but-not-ignored files (falls back to walking the tree)."""
     try:
-        r = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                 T_QUERY, cwd=REPO)
+        r = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], T_QUERY, cwd=REPO)
         if r.returncode == 0 and r.stdout:
             files = [Path(p) for p in r.stdout.split("\0") if p]
         else:
@@ -145,8 +144,15 @@ def _env(workdir: Path) -> dict:
 def _snakemake(workdir: Path, args: list[str], log_name: str) -> str:
     cmd = [sys.executable, "-m", "snakemake", TARGET, *args]
     try:
-        r = _run(cmd, T_SNAKEMAKE, cwd=workdir, env=_env(workdir),
-                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, capture_output=False)
+        r = _run(
+            cmd,
+            T_SNAKEMAKE,
+            cwd=workdir,
+            env=_env(workdir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            capture_output=False,
+        )
     except subprocess.TimeoutExpired as e:
         out = e.output.decode() if isinstance(e.output, bytes) else (e.output or "")
         pytest.fail(f"{' '.join(cmd)} timed out after {T_SNAKEMAKE}s:\n{out[-6000:]}")
@@ -158,8 +164,9 @@ def _snakemake(workdir: Path, args: list[str], log_name: str) -> str:
 def _slurm_jobs(run_id: str) -> list[tuple[str, str, str]]:
     """(jobid, state, comment) of the jobs of one snakemake run (job name = run id)."""
     if shutil.which("sacct") and _run(["sacct", "-n", "-X", "-j", "0"], T_QUERY).returncode == 0:
-        r = _run(["sacct", "-n", "-X", "-P", "--name", run_id, "-S", "now-1days",
-                  "-o", "JobID,State,Comment%200"], T_QUERY)
+        r = _run(
+            ["sacct", "-n", "-X", "-P", "--name", run_id, "-S", "now-1days", "-o", "JobID,State,Comment%200"], T_QUERY
+        )
         assert r.returncode == 0, r.stderr
         rows = [line.split("|", 2) for line in r.stdout.splitlines() if line.strip()]
     else:  # no accounting: finished jobs stay in slurmctld for MinJobAge (600 s)
@@ -206,8 +213,7 @@ def _table_shape(path: Path):
         rows = list(csv.reader(fh))
     assert rows, f"{path} is empty"
     header, body = rows[0], rows[1:]
-    varying = [all(_is_num(r[i]) or _is_bool(r[i]) for r in body if i < len(r))
-               for i in range(len(header))]
+    varying = [all(_is_num(r[i]) or _is_bool(r[i]) for r in body if i < len(r)) for i in range(len(header))]
     keys = sorted(tuple(v for v, skip in zip(r, varying) if not skip) for r in body)
     return header, len(body), keys
 
@@ -219,9 +225,7 @@ def test_pipeline_on_slurm_matches_local(slurm_cluster, tmp_path):
 
     overlay = tmp_path / "slurm-overlay.yaml"
     # measure jobs take partition/account/memory from the config's `slurm:` block
-    overlay.write_text(
-        "slurm:\n  partition: debug\n  account: opbreak\n  mem_mb: 4000\n  runtime: 20\n"
-    )
+    overlay.write_text("slurm:\n  partition: debug\n  account: opbreak\n  mem_mb: 4000\n  runtime: 20\n")
     on_slurm = _copy_project(tmp_path / "slurm")
     local = _copy_project(tmp_path / "local")
     configs = ["--configfile", str(TINY), str(overlay)]
@@ -239,13 +243,16 @@ def test_pipeline_on_slurm_matches_local(slurm_cluster, tmp_path):
         assert n_measure >= 1, f"no measure jobs in the run: {counts}"
         jobs = _slurm_jobs(run_id)
         print("SLURM jobs of this run:\n" + "\n".join("|".join(j) for j in jobs))
-        rules = Counter(re.match(r"rule_([A-Za-z0-9]+)", c).group(1) if c.startswith("rule_") else c
-                        for _, _, c in jobs)
+        rules = Counter(
+            re.match(r"rule_([A-Za-z0-9]+)", c).group(1) if c.startswith("rule_") else c for _, _, c in jobs
+        )
         assert set(rules) <= CLUSTER_RULES and rules["measure"] >= 1, (
-            f"only {sorted(CLUSTER_RULES)} should go to SLURM, got {rules}")
+            f"only {sorted(CLUSTER_RULES)} should go to SLURM, got {rules}"
+        )
         completed = {c for _, s, c in jobs if s == "COMPLETED" and c.startswith("rule_measure_")}
         assert len(completed) == n_measure, (
-            f"{n_measure} measure jobs expected COMPLETED in SLURM, got {len(completed)}: {jobs}")
+            f"{n_measure} measure jobs expected COMPLETED in SLURM, got {len(completed)}: {jobs}"
+        )
         assert len(re.findall(r"has been submitted with SLURM jobid", log)) >= n_measure
         for rule in LOCAL_RULES:
             assert re.search(rf"^localrule {rule}:", log, re.M), f"{rule} did not run as a local rule"
@@ -254,9 +261,12 @@ def test_pipeline_on_slurm_matches_local(slurm_cluster, tmp_path):
         _snakemake(local, ["--cores", "1", *configs], "snakemake-local.log")
         for d in (on_slurm, local):
             assert (d / TARGET).exists(), f"{d / TARGET} missing"
+
         def tables(d):
-            return sorted(p.relative_to(d / "results") for sub in TABLE_DIRS
-                          for p in (d / "results" / sub).rglob("*.csv"))
+            return sorted(
+                p.relative_to(d / "results") for sub in TABLE_DIRS for p in (d / "results" / sub).rglob("*.csv")
+            )
+
         agg_s, agg_l = tables(on_slurm), tables(local)
         assert any(p.parts[0] == "aggregate" for p in agg_s), "no results/aggregate/*.csv from the SLURM run"
         assert agg_s == agg_l, f"result tables differ: {agg_s} vs {agg_l}"

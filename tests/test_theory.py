@@ -17,26 +17,51 @@ from opbreak.theory import (
     weight_bytes_per_forward,
 )
 
-L7 = dict(name="llama2-7b", hidden_size=4096, intermediate_size=11008, num_layers=32,
-          num_heads=32, num_kv_heads=32, vocab_size=32000, rms_eps=1e-5, rope_theta=1e4)
-L70 = dict(name="llama2-70b", hidden_size=8192, intermediate_size=28672, num_layers=80,
-           num_heads=64, num_kv_heads=8, vocab_size=32000, rms_eps=1e-5, rope_theta=1e4)
+L7 = dict(
+    name="llama2-7b",
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_layers=32,
+    num_heads=32,
+    num_kv_heads=32,
+    vocab_size=32000,
+    rms_eps=1e-5,
+    rope_theta=1e4,
+)
+L70 = dict(
+    name="llama2-70b",
+    hidden_size=8192,
+    intermediate_size=28672,
+    num_layers=80,
+    num_heads=64,
+    num_kv_heads=8,
+    vocab_size=32000,
+    rms_eps=1e-5,
+    rope_theta=1e4,
+)
 
 
 def hf_shapes(m):
     """HF LLaMA state-dict shapes, written out independently of opbreak.theory."""
     h, inter, v = m["hidden_size"], m["intermediate_size"], m["vocab_size"]
     kvd = m["num_kv_heads"] * h // m["num_heads"]
-    layer = {"q_proj": (h, h), "k_proj": (kvd, h), "v_proj": (kvd, h), "o_proj": (h, h),
-             "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter),
-             "input_layernorm": (h,), "post_attention_layernorm": (h,)}
+    layer = {
+        "q_proj": (h, h),
+        "k_proj": (kvd, h),
+        "v_proj": (kvd, h),
+        "o_proj": (h, h),
+        "gate_proj": (inter, h),
+        "up_proj": (inter, h),
+        "down_proj": (h, inter),
+        "input_layernorm": (h,),
+        "post_attention_layernorm": (h,),
+    }
     return {"embed_tokens": (v, h), "lm_head": (v, h), "norm": (h,)}, layer
 
 
 def n_params(m):
     top, layer = hf_shapes(m)
-    return (sum(math.prod(s) for s in top.values())
-            + m["num_layers"] * sum(math.prod(s) for s in layer.values()))
+    return sum(math.prod(s) for s in top.values()) + m["num_layers"] * sum(math.prod(s) for s in layer.values())
 
 
 def test_param_counts_match_published():
@@ -55,8 +80,7 @@ def test_prefill_flops_vs_2_params_tokens(m):
     expected += 2 * math.prod(top["lm_head"]) * batch  # lm_head on the last token only
     # causal attention, the common s^2/2 approximation: QK^T + PV = 2 * 2 * s^2/2 * h per layer
     expected += m["num_layers"] * batch * 2 * s * s * m["hidden_size"]
-    got = op_costs(m, batch=batch, input_len=s, output_len=1, tp=1, dtype_bytes=2,
-                   phase="prefill")["flops"].sum()
+    got = op_costs(m, batch=batch, input_len=s, output_len=1, tp=1, dtype_bytes=2, phase="prefill")["flops"].sum()
     assert got == pytest.approx(expected, rel=0.02)
 
 
@@ -80,8 +104,12 @@ def test_linear_in_batch(phase):
 
 
 def test_prefill_attention_quadratic():
-    f = [op_costs(L7, batch=1, input_len=s, output_len=1, tp=1, dtype_bytes=2,
-                  phase="prefill").set_index("op").at["attention", "flops"] for s in (2048, 4096)]
+    f = [
+        op_costs(L7, batch=1, input_len=s, output_len=1, tp=1, dtype_bytes=2, phase="prefill")
+        .set_index("op")
+        .at["attention", "flops"]
+        for s in (2048, 4096)
+    ]
     assert f[1] / f[0] == pytest.approx(4.0, rel=0.001)
     # exact causal convention: s(s+1)/2 pairs per head, 4d + softmax per pair
     s, d = 2048, 128
@@ -90,8 +118,7 @@ def test_prefill_attention_quadratic():
 
 def test_decode_bytes_dominated_by_weights_at_batch_1():
     steps = 16
-    df = op_costs(L7, batch=1, input_len=128, output_len=steps, tp=1, dtype_bytes=2,
-                  phase="decode")
+    df = op_costs(L7, batch=1, input_len=128, output_len=steps, tp=1, dtype_bytes=2, phase="decode")
     w = steps * weight_bytes_per_forward(L7, tp=1, dtype_bytes=2)
     assert w / df["bytes"].sum() > 0.95
     # and weights alone are the count the shapes give (minus the embedding table)
@@ -127,8 +154,10 @@ def test_collective_counts():
 def test_decode_total_is_sum_of_steps():
     kw = dict(batch=3, input_len=50, tp=2, dtype_bytes=2)
     total = op_costs(L70, output_len=7, phase="decode", **kw).set_index("op")
-    steps = sum(decode_step_costs(L70, step=i, **kw).set_index("op")[["flops", "bytes",
-                "comm_bytes", "calls"]] for i in range(7))
+    steps = sum(
+        decode_step_costs(L70, step=i, **kw).set_index("op")[["flops", "bytes", "comm_bytes", "calls"]]
+        for i in range(7)
+    )
     for col in ("flops", "bytes", "comm_bytes", "calls"):
         np.testing.assert_allclose(total[col], steps[col], rtol=1e-12)
     # step cost grows with context (attention reads more KV)

@@ -1,7 +1,6 @@
 """The plain-PyTorch backend computes the same model at every TP degree."""
 
 import datetime as dt
-import os
 import socket
 
 import pytest
@@ -11,13 +10,33 @@ import torch.multiprocessing as mp
 from opbreak.backends import torch_llama
 from opbreak.timing import Recorder
 
-MODEL = dict(name="m", hidden_size=64, intermediate_size=160, num_layers=2, num_heads=4, num_kv_heads=2,
-             vocab_size=256, rms_eps=1e-5, rope_theta=10000.0)
+MODEL = dict(
+    name="m",
+    hidden_size=64,
+    intermediate_size=160,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    vocab_size=256,
+    rms_eps=1e-5,
+    rope_theta=10000.0,
+)
 
 
 def spec(tp, emulate=False):
-    return dict(model=MODEL, tp=tp, emulate_tp=emulate, dtype="float32", device="cpu", seed=7, batch=2,
-                input_len=12, output_len=5, num_layers=2, warmup=0)
+    return dict(
+        model=MODEL,
+        tp=tp,
+        emulate_tp=emulate,
+        dtype="float32",
+        device="cpu",
+        seed=7,
+        batch=2,
+        input_len=12,
+        output_len=5,
+        num_layers=2,
+        warmup=0,
+    )
 
 
 def _port():
@@ -30,8 +49,9 @@ def _worker(rank, world, port, q):
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=dt.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=dt.timedelta(seconds=60)
+    )
     out = torch_llama.run_rank(spec(world), rank, world, Recorder("perf_counter"))
     if rank == 0:
         q.put((out.first_logits.numpy(), out.tokens.numpy()))  # no shared-memory tensors across exit

@@ -11,10 +11,25 @@ from opbreak.config import check
 from opbreak.timing import Recorder
 from opbreak.weights import WeightsError, check_weights_dir, load_hf_dir
 
-MODEL = dict(name="m", hidden_size=64, intermediate_size=160, num_layers=2, num_heads=4, num_kv_heads=2,
-             vocab_size=256, rms_eps=1e-5, rope_theta=10000.0)
-HF_CONFIG = dict(hidden_size=64, intermediate_size=160, num_attention_heads=4, num_key_value_heads=2,
-                 num_hidden_layers=2, vocab_size=256)
+MODEL = dict(
+    name="m",
+    hidden_size=64,
+    intermediate_size=160,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    vocab_size=256,
+    rms_eps=1e-5,
+    rope_theta=10000.0,
+)
+HF_CONFIG = dict(
+    hidden_size=64,
+    intermediate_size=160,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    num_hidden_layers=2,
+    vocab_size=256,
+)
 
 
 def hf_dir(tmp_path, weights=None, config=None):
@@ -61,8 +76,19 @@ def test_config_check_refuses_bad_weights_before_any_job(tmp_path, tiny_config):
 
 def test_loaded_weights_give_the_same_tokens_as_the_seeded_ones(tmp_path):
     d = hf_dir(tmp_path)
-    spec = dict(model=MODEL, tp=1, emulate_tp=False, dtype="float32", device="cpu", seed=5, batch=2,
-                input_len=8, output_len=3, num_layers=2, warmup=0)
+    spec = dict(
+        model=MODEL,
+        tp=1,
+        emulate_tp=False,
+        dtype="float32",
+        device="cpu",
+        seed=5,
+        batch=2,
+        input_len=8,
+        output_len=3,
+        num_layers=2,
+        warmup=0,
+    )
     a = torch_llama.run_rank(spec, 0, 1, Recorder("perf_counter"))
     b = torch_llama.run_rank(dict(spec, weights=str(d)), 0, 1, Recorder("perf_counter"))
     torch.testing.assert_close(a.first_logits, b.first_logits)

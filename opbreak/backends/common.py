@@ -61,7 +61,10 @@ def layer_weight_specs(model: dict, i: int):
 def random_layer(model, seed, i, device, dtype):
     """Full (unsharded) weights of layer i; every backend draws them here, so they agree."""
     h = model["hidden_size"]
-    w = {name: full_weight(seed, key, shape, device, dtype, std) for name, key, shape, std in layer_weight_specs(model, i)}
+    w = {
+        name: full_weight(seed, key, shape, device, dtype, std)
+        for name, key, shape, std in layer_weight_specs(model, i)
+    }
     p = f"model.layers.{i}."
     w[p + "input_layernorm.weight"] = 1.0 + full_weight(seed, p + "ln1", (h,), device, dtype, 0.1)
     w[p + "post_attention_layernorm.weight"] = 1.0 + full_weight(seed, p + "ln2", (h,), device, dtype, 0.1)
@@ -111,8 +114,7 @@ def drive_decode(plan, step, rec, plain, kcap=None):
         else:
             step(plain, i, False)
     if rec.enabled and any(m != "events" for m in plan) and "events" in plan:
-        others = [s for r in (plain, kcap) if r is not None and r is not rec for s in r.steps
-                  if s["phase"] == "decode"]
+        others = [s for r in (plain, kcap) if r is not None and r is not rec for s in r.steps if s["phase"] == "decode"]
         rec.integrate_sampled("decode", others, len(plan))
     elif rec.enabled and plan and "events" not in plan:
         rec.steps.extend(s for s in plain.steps if s["phase"] == "decode")

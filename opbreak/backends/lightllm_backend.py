@@ -83,7 +83,8 @@ def hf_config(model: dict, num_layers: int, max_len: int) -> dict:
 
 def check_weights_dir(path, model=None) -> list[str]:
     """Safetensors files of a local HF directory (opbreak.weights: pickles refused, shapes checked)."""
-    from ..weights import WeightsError, check_weights_dir as check
+    from ..weights import WeightsError
+    from ..weights import check_weights_dir as check
 
     try:
         return check(path, model)
@@ -166,8 +167,14 @@ def build_model(spec, rank, world, workdir):
     wdir = prepare_weight_dir(spec, os.path.join(workdir, f"lightllm_cfg_rank{rank}"))
     Base, RandomLlama = _model_class()
     kv = dict(
-        tp_rank=tp_rank, world_size=tp, weight_dir=wdir, max_total_token_num=B * (I + O),
-        load_way="HF", mode=[], max_req_num=max(B, 8), max_seq_length=I + O + 8,
+        tp_rank=tp_rank,
+        world_size=tp,
+        weight_dir=wdir,
+        max_total_token_num=B * (I + O),
+        load_way="HF",
+        mode=[],
+        max_req_num=max(B, 8),
+        max_seq_length=I + O + 8,
         data_type=dtype_name,
     )
     t0 = time.perf_counter()
@@ -404,8 +411,9 @@ class StaticBatch:
             self.b_start_loc = torch.arange(0, B * I, I, dtype=torch.int32, device="cuda")
             self.b_seq_len = torch.full((B,), I, dtype=torch.int32, device="cuda")
             self.total = B * I
-            logits = m.forward(B, self.total, I, self.input_ids, self.b_req_idx, self.b_start_loc, self.b_seq_len,
-                               is_prefill=True)
+            logits = m.forward(
+                B, self.total, I, self.input_ids, self.b_req_idx, self.b_start_loc, self.b_seq_len, is_prefill=True
+            )
             with rec.op("sampling"):
                 prob = torch.softmax(logits, dim=-1)
                 ids = torch.argmax(prob, dim=1, keepdim=True)
@@ -421,8 +429,9 @@ class StaticBatch:
             self.total += B
             self.b_seq_len += 1
             ids = torch.from_numpy(self.ids).cuda().reshape(-1)
-            logits = m.forward(B, self.total, I + i + 1, ids, self.b_req_idx, self.b_start_loc, self.b_seq_len,
-                               is_prefill=False)
+            logits = m.forward(
+                B, self.total, I + i + 1, ids, self.b_req_idx, self.b_start_loc, self.b_seq_len, is_prefill=False
+            )
             with rec.op("sampling"):
                 prob = torch.softmax(logits, dim=-1)
                 ids = torch.argmax(prob, dim=1, keepdim=True)
@@ -479,7 +488,8 @@ def _oom_message(spec, e):
         f"config {spec['name']!r}: CUDA out of memory on {torch.cuda.get_device_name()} "
         f"({total / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free now); estimate {est}; "
         f"batch {spec['batch']}, input_len {spec['input_len']}, output_len {spec['output_len']}, tp {spec['tp']}, "
-        f"num_layers {spec['num_layers']}. Lower batch/lengths, raise tp or truncate num_layers. ({str(e).splitlines()[0]})"
+        f"num_layers {spec['num_layers']}. Lower batch/lengths, raise tp or truncate num_layers. "
+        f"({str(e).splitlines()[0]})"
     )
 
 
@@ -516,14 +526,23 @@ def run_rank(spec, rank, world, rec) -> RankResult:
                 if rec.enabled:  # and the instrumented paths once (the profiler's first session is slow)
                     wrec = Recorder("cuda_events" if rec.method == "torch_profiler" else rec.method)
                     wk = KernelCapture() if kcap is not None else None
-                    run_static(model, spec, wrec, tokens, Instrumentation(model, wrec, world, emulate),
-                               output_len=min(spec["output_len"], 4), decode_sample=2 if wk else 0, kcap=wk,
-                               kinst=Instrumentation(model, wk, world, emulate) if wk else None)
+                    run_static(
+                        model,
+                        spec,
+                        wrec,
+                        tokens,
+                        Instrumentation(model, wrec, world, emulate),
+                        output_len=min(spec["output_len"], 4),
+                        decode_sample=2 if wk else 0,
+                        kcap=wk,
+                        kinst=Instrumentation(model, wk, world, emulate) if wk else None,
+                    )
             torch.cuda.synchronize()
             t_run = time.perf_counter()
             with rec.session():
-                res = run_static(model, spec, rec, tokens, inst, decode_sample=spec.get("decode_sample") or 0,
-                                 kcap=kcap, kinst=kinst)
+                res = run_static(
+                    model, spec, rec, tokens, inst, decode_sample=spec.get("decode_sample") or 0, kcap=kcap, kinst=kinst
+                )
             torch.cuda.synchronize()
             run_s = time.perf_counter() - t_run
     except torch.cuda.OutOfMemoryError as e:
@@ -542,7 +561,8 @@ def run_rank(spec, rank, world, rec) -> RankResult:
         tp_rank=0 if emulate else rank,
         max_memory_allocated_GiB=torch.cuda.max_memory_allocated() / 2**30,
         closure=rec.phase_closure(),
-        op_mapping="o_proj and ffn include their residual add; sampling = softmax+argmax+.cpu() as LightLLM's static test",
+        op_mapping="o_proj and ffn include their residual add; "
+        "sampling = softmax+argmax+.cpu() as LightLLM's static test",
         **rec.meta,
     )
     res.extra = extra

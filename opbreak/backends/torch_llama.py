@@ -174,9 +174,17 @@ def build(spec, rank, world, rec):
     else:
         weights = random_weights(model, spec["seed"], device=device, dtype=dtype, num_layers=spec["num_layers"])
     return TorchLlama(
-        model, weights, rank=rank, tp=spec["tp"], device=device, dtype=dtype,
-        max_len=spec["input_len"] + spec["output_len"], batch=spec["batch"], rec=rec,
-        comm=None, emulate=spec["emulate_tp"],
+        model,
+        weights,
+        rank=rank,
+        tp=spec["tp"],
+        device=device,
+        dtype=dtype,
+        max_len=spec["input_len"] + spec["output_len"],
+        batch=spec["batch"],
+        rec=rec,
+        comm=None,
+        emulate=spec["emulate_tp"],
     )
 
 

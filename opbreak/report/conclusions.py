@@ -46,8 +46,11 @@ def dominant_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentenc
         if d.empty:
             continue
         parts = [_dominant_part(d, op, present, link_of, log) for op in order_ops(d["op"])]
-        out.append(log.sentence(f"In **{phase}**, the largest share of time goes to " + "; ".join(parts) + ".",
-                                topic="dominant"))
+        out.append(
+            log.sentence(
+                f"In **{phase}**, the largest share of time goes to " + "; ".join(parts) + ".", topic="dominant"
+            )
+        )
     return out
 
 
@@ -87,8 +90,13 @@ def phase_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
         pre = log.cite("phase_summary", rows["prefill"], KEYS["phase_summary"], "median_ms", "ms")
         dec = log.cite("phase_summary", rows["decode"], KEYS["phase_summary"], "median_ms", "ms")
         longer = "decode" if rows["decode"]["median_ms"] > rows["prefill"]["median_ms"] else "prefill"
-        out.append(log.sentence(f"On {bold(cfg)}, prefill takes {pre} and decode {dec} (medians over repeats): "
-                                f"**{longer}** is the longer phase.", topic="phases"))
+        out.append(
+            log.sentence(
+                f"On {bold(cfg)}, prefill takes {pre} and decode {dec} (medians over repeats): "
+                f"**{longer}** is the longer phase.",
+                topic="phases",
+            )
+        )
     return out
 
 
@@ -124,9 +132,12 @@ def _pair_phase_sentences(q, label, phase, t, log: EvidenceLog) -> list[Sentence
         items = []
         for _, r in rest.sort_values("measured_over_theory").iterrows():
             items.append(f"{op_code(r['op'])} {log.cite('pairs', r, k, 'measured_over_theory', 'num')}")
-        out.append(log.sentence(
-            f"{md_escape(label)}, {phase}: further ops off theory (measured/theory): " + ", ".join(items) + ".",
-            topic="pairs"))
+        out.append(
+            log.sentence(
+                f"{md_escape(label)}, {phase}: further ops off theory (measured/theory): " + ", ".join(items) + ".",
+                topic="pairs",
+            )
+        )
     return out
 
 
@@ -136,13 +147,14 @@ def _pair_sentence(r, label, log: EvidenceLog, theory_ops: pd.DataFrame, allredu
     sp = log.cite("pairs", r, k, "speedup", "x")
     ci = ""
     if finite(r["speedup_lo"]) and finite(r["speedup_hi"]):
-        ci = (f" (CI {log.cite('pairs', r, k, 'speedup_lo', 'x')}–"
-              f"{log.cite('pairs', r, k, 'speedup_hi', 'x')})")
+        ci = f" (CI {log.cite('pairs', r, k, 'speedup_lo', 'x')}–{log.cite('pairs', r, k, 'speedup_hi', 'x')})"
     faster = "faster" if r["speedup"] >= 1 else "slower"
     what = "end-to-end" if r["op"] == "end_to_end" else op_code(r["op"])
     mod = " (modeled)" if r["modeled"] else ""
-    text = (f"{md_escape(label)}, {r['phase']} {what}{mod}: {bold(r['a'])} is {faster} than {bold(r['b'])}, "
-            f"speedup {sp}{ci}")
+    text = (
+        f"{md_escape(label)}, {r['phase']} {what}{mod}: {bold(r['a'])} is {faster} than {bold(r['b'])}, "
+        f"speedup {sp}{ci}"
+    )
     if finite(r["theory_speedup"]):
         text += _pair_theory(r, log, theory_ops, allreduce)
     return log.sentence(text + ".", topic="pairs")
@@ -190,16 +202,19 @@ def _latency_shortfall(r, log: EvidenceLog, allreduce: pd.DataFrame) -> str:
     row = q.iloc[0]
     lat = log.cite("allreduce", row, KEYS["allreduce"], "t_latency_ms", "ms")
     bw = log.cite("allreduce", row, KEYS["allreduce"], "t_bandwidth_ms", "ms")
-    return (f"; on {bold(r['a'])} its messages are small enough that the ring model's latency term ({lat}) "
-            f"outweighs the bandwidth term ({bw}): link latency, not bandwidth, limits it")
+    return (
+        f"; on {bold(r['a'])} its messages are small enough that the ring model's latency term ({lat}) "
+        f"outweighs the bandwidth term ({bw}): link latency, not bandwidth, limits it"
+    )
 
 
 def _efficiency_shortfall(r, log: EvidenceLog, theory_ops: pd.DataFrame) -> str:
     """Compare A's and B's roofline efficiency for the op; '' unless both sides have one."""
     eff = {}
     for side in ("a", "b"):
-        q = theory_ops[(theory_ops["config"] == r[side]) & (theory_ops["phase"] == r["phase"])
-                       & (theory_ops["op"] == r["op"])]
+        q = theory_ops[
+            (theory_ops["config"] == r[side]) & (theory_ops["phase"] == r["phase"]) & (theory_ops["op"] == r["op"])
+        ]
         q = q[np.isfinite(q["efficiency"].astype(float))]
         if len(q):
             eff[side] = q.iloc[0]
@@ -222,8 +237,11 @@ def _efficiency_shortfall(r, log: EvidenceLog, theory_ops: pd.DataFrame) -> str:
 def allreduce_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
     """All-reduce: latency- or bandwidth-dominated per config and phase (the seed's puzzle), and its TP scaling."""
     ar = t["allreduce"]
-    arp = ar[(ar["kind"] == "phase") & np.isfinite(ar["t_latency_ms"].astype(float))
-             & np.isfinite(ar["t_bandwidth_ms"].astype(float))]
+    arp = ar[
+        (ar["kind"] == "phase")
+        & np.isfinite(ar["t_latency_ms"].astype(float))
+        & np.isfinite(ar["t_bandwidth_ms"].astype(float))
+    ]
     out = []
     for cfg in present:
         for phase in PHASES:
@@ -231,8 +249,12 @@ def allreduce_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Senten
             if q.empty:
                 continue
             out.append(_allreduce_bound_sentence(q.iloc[0], cfg, phase, log))
-            sc = ar[(ar["config"] == cfg) & (ar["kind"] == "tp_scaling") & (ar["phase"] == phase)
-                    & np.isfinite(ar["model_ms"].astype(float))].sort_values("n")
+            sc = ar[
+                (ar["config"] == cfg)
+                & (ar["kind"] == "tp_scaling")
+                & (ar["phase"] == phase)
+                & np.isfinite(ar["model_ms"].astype(float))
+            ].sort_values("n")
             if len(sc) >= 2:
                 out.append(_allreduce_scaling_sentence(sc.iloc[0], sc.iloc[-1], phase, log))
     return out
@@ -248,15 +270,22 @@ def _allreduce_bound_sentence(r, cfg, phase, log: EvidenceLog) -> Sentence:
     lat = log.cite("allreduce", r, k, "t_latency_ms", "ms")
     bw = log.cite("allreduce", r, k, "t_bandwidth_ms", "ms")
     if r["t_latency_ms"] > r["t_bandwidth_ms"]:
-        why = ("**latency-bound**: the per-hop latency terms outweigh the bandwidth term, and they grow "
-               "with the number of ranks, so adding GPUs does not speed this all-reduce up")
+        why = (
+            "**latency-bound**: the per-hop latency terms outweigh the bandwidth term, and they grow "
+            "with the number of ranks, so adding GPUs does not speed this all-reduce up"
+        )
     else:
         why = "**bandwidth-bound**: a faster link shortens it roughly in proportion"
     return log.sentence(
         f"On {bold(cfg)}, a {phase} `all_reduce` of {size} bytes "
-        + (f"takes {meas} measured vs {model} in the ring model" if measured else
-           f"is modeled, not measured (emulated TP): {model} in the ring model")
-        + f", whose latency term is {lat} and bandwidth term {bw}: it is {why}.", topic="allreduce")
+        + (
+            f"takes {meas} measured vs {model} in the ring model"
+            if measured
+            else f"is modeled, not measured (emulated TP): {model} in the ring model"
+        )
+        + f", whose latency term is {lat} and bandwidth term {bw}: it is {why}.",
+        topic="allreduce",
+    )
 
 
 def _allreduce_scaling_sentence(lo, hi, phase, log: EvidenceLog) -> Sentence:
@@ -265,15 +294,19 @@ def _allreduce_scaling_sentence(lo, hi, phase, log: EvidenceLog) -> Sentence:
     n0, n1 = log.cite("allreduce", lo, k, "n", "int"), log.cite("allreduce", hi, k, "n", "int")
     t0, t1 = log.cite("allreduce", lo, k, "model_ms", "ms"), log.cite("allreduce", hi, k, "model_ms", "ms")
     if hi["model_ms"] > lo["model_ms"]:
-        why = ("more ranks do not shrink the message each rank sends around the ring, while the latency "
-               "term grows with every added rank")
+        why = (
+            "more ranks do not shrink the message each rank sends around the ring, while the latency "
+            "term grows with every added rank"
+        )
         trend = "grows"
     else:
         why = "the model predicts a gain from more ranks"
         trend = "shrinks"
     return log.sentence(
         f"With this link and message size, the model's {phase} `all_reduce` {trend} from {t0} on {n0} "
-        f"ranks to {t1} on {n1} ranks: {why}.", topic="allreduce")
+        f"ranks to {t1} on {n1} ranks: {why}.",
+        topic="allreduce",
+    )
 
 
 # ----------------------------------------------------------------------------- 5. theory
@@ -292,10 +325,14 @@ def theory_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]
         eff = log.cite("theory_ops", r, k, "efficiency", "pct")
         tb = log.cite("theory_ops", r, k, "t_bound_ms", "ms")
         me = log.cite("theory_ops", r, k, "measured_ms", "ms")
-        out.append(log.sentence(
-            f"On {bold(r['config'])} in {r['phase']}, the largest model op {op_code(r['op'])} is "
-            f"**{md_escape(r['bound'])}-bound** in theory ({tb} at the roofline) and takes {me}: {eff} of roofline "
-            "efficiency.", topic="theory"))
+        out.append(
+            log.sentence(
+                f"On {bold(r['config'])} in {r['phase']}, the largest model op {op_code(r['op'])} is "
+                f"**{md_escape(r['bound'])}-bound** in theory ({tb} at the roofline) and takes {me}: {eff} of roofline "
+                "efficiency.",
+                topic="theory",
+            )
+        )
     return out
 
 
@@ -310,16 +347,24 @@ def stability_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Senten
         cv = log.cite("ops_summary", r, k, "cv", "pct")
         n = log.cite("ops_summary", r, k, "n", "int")
         need = log.cite("ops_summary", r, k, "repeats_for_5pct", "int")
-        out.append(log.sentence(
-            f"{op_code(r['op'])} in {r['phase']} on {bold(r['config'])} is unstable: CV {cv} over {n} repeats; "
-            f"`repeats_for_5pct` is {need}.", topic="stability"))
+        out.append(
+            log.sentence(
+                f"{op_code(r['op'])} in {r['phase']} on {bold(r['config'])} is unstable: CV {cv} over {n} repeats; "
+                f"`repeats_for_5pct` is {need}.",
+                topic="stability",
+            )
+        )
     pst = ps[ps["unstable"] & ps["config"].isin(present)]
     for _, r in pst.iterrows():
         cv = log.cite("phase_summary", r, KEYS["phase_summary"], "cv", "pct")
         n = log.cite("phase_summary", r, KEYS["phase_summary"], "n", "int")
-        out.append(log.sentence(
-            f"The {r['phase']} end-to-end time of {bold(r['config'])} varies by CV {cv} over {n} repeats "
-            f"(flagged unstable): compare it only through its CI.", topic="stability"))
+        out.append(
+            log.sentence(
+                f"The {r['phase']} end-to-end time of {bold(r['config'])} varies by CV {cv} over {n} repeats "
+                f"(flagged unstable): compare it only through its CI.",
+                topic="stability",
+            )
+        )
     return out
 
 
@@ -334,14 +379,26 @@ def modeled_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence
         if len(m):
             names = join_words([op_code(o) for o in order_ops(m["op"].unique())])
             verb = "is" if len(m["op"].unique()) == 1 else "are"
-            out.append(log.sentence(f"On {bold(cfg)}, {names} {verb} modeled, not measured (the time shown is the "
-                                    "theory's; see Methods).", topic="modeled"))
+            out.append(
+                log.sentence(
+                    f"On {bold(cfg)}, {names} {verb} modeled, not measured (the time shown is the "
+                    "theory's; see Methods).",
+                    topic="modeled",
+                )
+            )
     return out
 
 
 # Report order; a new topic is one function above and one entry here.
-TOPICS = (dominant_sentences, phase_sentences, pair_sentences, allreduce_sentences, theory_sentences,
-          stability_sentences, modeled_sentences)
+TOPICS = (
+    dominant_sentences,
+    phase_sentences,
+    pair_sentences,
+    allreduce_sentences,
+    theory_sentences,
+    stability_sentences,
+    modeled_sentences,
+)
 
 
 def generate_conclusions(t: dict, configs, pairs_decl, log: EvidenceLog) -> list[Sentence]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..ops import PHASES
 from .conclusions import disagreements, dominant_ops, generate_conclusions
+from .decode import decode_context
 from .evidence import EvidenceLog
 from .markdown import (
     f_ci,
@@ -30,7 +31,6 @@ from .markdown import (
     md_table,
     slug,
 )
-from .decode import decode_context
 from .methods import methods
 from .predict import predict_context, predicted_configs
 from .tables import CI_PCT, NOT_OPS, TABLE_PATHS, TARGET_PCT, phase_sort
@@ -54,16 +54,27 @@ class ReportData:
 # ----------------------------------------------------------------------------- header and status
 def section_header(d: ReportData) -> dict:
     """Title block: study, statistics settings, what was declared and what has data."""
-    return dict(study=md_escape(d.study), ci_pct=CI_PCT, target_pct=TARGET_PCT,
-                params={k: md_escape(v) for k, v in d.params.items()}, configs=[md_escape(c) for c in d.configs],
-                n_configs=len(d.configs), n_present=len(d.present), n_pairs=len(d.pairs_decl), fig=d.figures)
+    return dict(
+        study=md_escape(d.study),
+        ci_pct=CI_PCT,
+        target_pct=TARGET_PCT,
+        params={k: md_escape(v) for k, v in d.params.items()},
+        configs=[md_escape(c) for c in d.configs],
+        n_configs=len(d.configs),
+        n_present=len(d.present),
+        n_pairs=len(d.pairs_decl),
+        fig=d.figures,
+    )
 
 
 def section_status(d: ReportData) -> dict:
     """Status of every declared config, and why any is missing (failed, not run, partial, undeclared)."""
     missing = _missing_rows(d)
-    return dict(status_table=md_table(pd.DataFrame(_status_rows(d))), missing=missing,
-                missing_table=md_table(pd.DataFrame(missing)) if missing else "")
+    return dict(
+        status_table=md_table(pd.DataFrame(_status_rows(d))),
+        missing=missing,
+        missing_table=md_table(pd.DataFrame(missing)) if missing else "",
+    )
 
 
 def _nprov(d: ReportData, cfg) -> int:
@@ -74,26 +85,40 @@ def _missing_rows(d: ReportData) -> list[dict]:
     """One row per config that is missing or partial, and per config in the tables but not declared."""
     t, missing = d.t, []
     for cfg in d.configs:
-        have = {name: cfg in set(t[name]["config"]) for name in ("ops_summary", "phase_summary", "steps",
-                                                                   "theory_ops")}
+        have = {name: cfg in set(t[name]["config"]) for name in ("ops_summary", "phase_summary", "steps", "theory_ops")}
         nprov = _nprov(d, cfg)
         failed = t["failures"][t["failures"]["config"] == cfg]
         if len(failed):  # the measure job's last attempt recorded its error (aggregate's failures.csv)
             reps = ", ".join(str(int(float(r))) for r in failed["repeat"])
             what = "failed" if not have["ops_summary"] else "partly failed"
-            missing.append({"config": md_escape(cfg),
-                            "why": f"measure {what} (repeats {reps}): {md_escape(str(failed['error'].iloc[0]))}",
-                            "provenance records": str(nprov)})
+            missing.append(
+                {
+                    "config": md_escape(cfg),
+                    "why": f"measure {what} (repeats {reps}): {md_escape(str(failed['error'].iloc[0]))}",
+                    "provenance records": str(nprov),
+                }
+            )
         elif not have["ops_summary"]:
-            missing.append({"config": md_escape(cfg), "why": "no rows in `ops_summary.csv` (measure failed or not run)",
-                            "provenance records": str(nprov)})
+            missing.append(
+                {
+                    "config": md_escape(cfg),
+                    "why": "no rows in `ops_summary.csv` (measure failed or not run)",
+                    "provenance records": str(nprov),
+                }
+            )
         elif not all(have.values()):
             lacking = ", ".join(md_code(k) for k, v in have.items() if not v)
-            missing.append({"config": md_escape(cfg), "why": f"partial: no rows in {lacking}",
-                            "provenance records": str(nprov)})
+            missing.append(
+                {"config": md_escape(cfg), "why": f"partial: no rows in {lacking}", "provenance records": str(nprov)}
+            )
     for cfg in sorted(set(t["ops_summary"]["config"]) - set(d.configs)):
-        missing.append({"config": md_escape(cfg), "why": "in the tables but not in the config (ignored)",
-                        "provenance records": str(_nprov(d, cfg))})
+        missing.append(
+            {
+                "config": md_escape(cfg),
+                "why": "in the tables but not in the config (ignored)",
+                "provenance records": str(_nprov(d, cfg)),
+            }
+        )
     return missing
 
 
@@ -107,20 +132,25 @@ def _status_rows(d: ReportData) -> list[dict]:
         pre = ps[(ps["config"] == cfg) & (ps["phase"] == "prefill")]
         dec = ps[(ps["config"] == cfg) & (ps["phase"] == "decode")]
         model = s.get("model", {})
-        rows.append({
-            "config": md_escape(cfg),
-            "status": "ok" if cfg in d.present else ("predicted only" if cfg in predicted_configs(d.t)
-                                                      else "**missing**"),
-            "backend": md_escape(s.get("backend", "")), "gpu": md_escape(s.get("gpu", "")),
-            "tp": md_escape(s.get("tp", "")), "GPUs": md_escape(s.get("num_gpus", "")),
-            "model": md_escape(model.get("name", "") if isinstance(model, dict) else model),
-            "batch": md_escape(s.get("batch", "")),
-            "in/out": md_escape(f"{s.get('input_len', '')}/{s.get('output_len', '')}") if s else "",
-            "dtype": md_escape(s.get("dtype", "")),
-            "repeats": str(_nprov(d, cfg)),
-            "prefill median": f_ms(pre["median_ms"].iloc[0]) if len(pre) else "–",
-            "decode median": f_ms(dec["median_ms"].iloc[0]) if len(dec) else "–",
-        })
+        rows.append(
+            {
+                "config": md_escape(cfg),
+                "status": "ok"
+                if cfg in d.present
+                else ("predicted only" if cfg in predicted_configs(d.t) else "**missing**"),
+                "backend": md_escape(s.get("backend", "")),
+                "gpu": md_escape(s.get("gpu", "")),
+                "tp": md_escape(s.get("tp", "")),
+                "GPUs": md_escape(s.get("num_gpus", "")),
+                "model": md_escape(model.get("name", "") if isinstance(model, dict) else model),
+                "batch": md_escape(s.get("batch", "")),
+                "in/out": md_escape(f"{s.get('input_len', '')}/{s.get('output_len', '')}") if s else "",
+                "dtype": md_escape(s.get("dtype", "")),
+                "repeats": str(_nprov(d, cfg)),
+                "prefill median": f_ms(pre["median_ms"].iloc[0]) if len(pre) else "–",
+                "decode median": f_ms(dec["median_ms"].iloc[0]) if len(dec) else "–",
+            }
+        )
     return rows
 
 
@@ -129,15 +159,36 @@ def section_summary(d: ReportData) -> dict:
     """Dominant op per config and phase, and the pair rows furthest from theory."""
     ops, pr = d.t["ops_summary"], d.t["pairs"]
     dom = dominant_ops(ops[ops["config"].isin(d.present)])
-    dom_tbl = pd.DataFrame([{"config": md_escape(r["config"]), "phase": r["phase"], "dominant op": md_code(r["op"]),
-                             "share": f_pct(r["share"]), "median": f_ms(r["median_ms"]),
-                             "phase median": f_ms(r["phase_median_ms"])} for _, r in dom.iterrows()])
+    dom_tbl = pd.DataFrame(
+        [
+            {
+                "config": md_escape(r["config"]),
+                "phase": r["phase"],
+                "dominant op": md_code(r["op"]),
+                "share": f_pct(r["share"]),
+                "median": f_ms(r["median_ms"]),
+                "phase median": f_ms(r["phase_median_ms"]),
+            }
+            for _, r in dom.iterrows()
+        ]
+    )
     dis = disagreements(pr[pr["a"].isin(d.present) & pr["b"].isin(d.present)])
-    dis_tbl = pd.DataFrame([{"pair": md_escape(r["label"]), "phase": r["phase"], "op": md_code(r["op"]),
-                             "speedup": f_x(r["speedup"]), CI_PCT + " CI": f_ci(r["speedup_lo"], r["speedup_hi"], "×"),
-                             "theory": f_x(r["theory_speedup"]), "measured/theory": f_num(r["measured_over_theory"]),
-                             "bound": md_escape(r["bound"]), "flagged": "yes" if r["flagged"] else "no"}
-                            for _, r in dis.iterrows()])
+    dis_tbl = pd.DataFrame(
+        [
+            {
+                "pair": md_escape(r["label"]),
+                "phase": r["phase"],
+                "op": md_code(r["op"]),
+                "speedup": f_x(r["speedup"]),
+                CI_PCT + " CI": f_ci(r["speedup_lo"], r["speedup_hi"], "×"),
+                "theory": f_x(r["theory_speedup"]),
+                "measured/theory": f_num(r["measured_over_theory"]),
+                "bound": md_escape(r["bound"]),
+                "flagged": "yes" if r["flagged"] else "no",
+            }
+            for _, r in dis.iterrows()
+        ]
+    )
     return dict(dominant_table=md_table(dom_tbl), disagreement_table=md_table(dis_tbl))
 
 
@@ -158,9 +209,18 @@ def op_table(ops: pd.DataFrame, theory: pd.DataFrame, cfg, phase) -> pd.DataFram
             med = th.loc[r["op"], "measured_ms"]
             if isinstance(med, pd.Series):
                 med = med.iloc[0]
-        rows.append({"op": md_code(r["op"]), "median": f_ms(med), CI_PCT + " CI": f_ci(r["ci_lo_ms"], r["ci_hi_ms"]),
-                     "CV": f_pct(r["cv"]), "share": f_pct(r["share"]), "calls": f_int(r["calls"]),
-                     "n": f_int(r["n"]), "flags": ", ".join(_op_flags(r))})
+        rows.append(
+            {
+                "op": md_code(r["op"]),
+                "median": f_ms(med),
+                CI_PCT + " CI": f_ci(r["ci_lo_ms"], r["ci_hi_ms"]),
+                "CV": f_pct(r["cv"]),
+                "share": f_pct(r["share"]),
+                "calls": f_int(r["calls"]),
+                "n": f_int(r["n"]),
+                "flags": ", ".join(_op_flags(r)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -183,16 +243,24 @@ def section_per_config(d: ReportData) -> dict:
     ops, ps, th = d.t["ops_summary"], d.t["phase_summary"], d.t["theory_ops"]
     per_config = []
     for cfg in d.configs:
-        entry = {"name": cfg, "name_md": md_escape(cfg), "present": cfg in d.present,
-                 "pie": d.figures.get(("pie", cfg)), "anchor": "cfg-" + slug(cfg).lower(), "phases": []}
+        entry = {
+            "name": cfg,
+            "name_md": md_escape(cfg),
+            "present": cfg in d.present,
+            "pie": d.figures.get(("pie", cfg)),
+            "anchor": "cfg-" + slug(cfg).lower(),
+            "phases": [],
+        }
         for phase in PHASES:
             tbl = op_table(ops, th, cfg, phase)
             row = ps[(ps["config"] == cfg) & (ps["phase"] == phase)]
             total = ""
             if len(row):
                 r = row.iloc[0]
-                total = (f"phase end-to-end median {f_ms(r['median_ms'])} ({CI_PCT} CI "
-                         f"{f_ci(r['ci_lo_ms'], r['ci_hi_ms'])}, CV {f_pct(r['cv'])}, n = {f_int(r['n'])})")
+                total = (
+                    f"phase end-to-end median {f_ms(r['median_ms'])} ({CI_PCT} CI "
+                    f"{f_ci(r['ci_lo_ms'], r['ci_hi_ms'])}, CV {f_pct(r['cv'])}, n = {f_int(r['n'])})"
+                )
             entry["phases"].append({"phase": phase, "table": md_table(tbl), "total": total})
         per_config.append(entry)
     return dict(per_config=per_config)
@@ -211,20 +279,39 @@ def section_pairs(d: ReportData) -> dict:
         why = ""
         if not ok:
             why = "not compared: " + join_words([md_escape(c) for c in (a, b) if c not in d.present]) + " has no data"
-        entries.append({"label": md_escape(label), "a": md_escape(a), "b": md_escape(b), "ok": ok, "why": why,
-                        "bars": d.figures.get(("pair_bars", i)), "speedup": d.figures.get(("pair_speedup", i)),
-                        "table": md_table(pd.DataFrame(_pair_rows(q))),
-                        "sentences": [s for s in d.sentences if s.topic == "pairs" and md_escape(label) in s.text]})
+        entries.append(
+            {
+                "label": md_escape(label),
+                "a": md_escape(a),
+                "b": md_escape(b),
+                "ok": ok,
+                "why": why,
+                "bars": d.figures.get(("pair_bars", i)),
+                "speedup": d.figures.get(("pair_speedup", i)),
+                "table": md_table(pd.DataFrame(_pair_rows(q))),
+                "sentences": [s for s in d.sentences if s.topic == "pairs" and md_escape(label) in s.text],
+            }
+        )
     return dict(pairs=entries)
 
 
 def _pair_rows(q: pd.DataFrame) -> list[dict]:
-    return [{"phase": r["phase"], "op": md_code(r["op"]) + (" (modeled)" if r["modeled"] else ""),
-             "A ms": f_num(r["time_a_ms"]), "B ms": f_num(r["time_b_ms"]), "speedup": f_x(r["speedup"]),
-             CI_PCT + " CI": f_ci(r["speedup_lo"], r["speedup_hi"], "×"), "bound": md_escape(r["bound"]),
-             "resource ratio": f_x(r["resource_ratio"]), "theory": f_x(r["theory_speedup"]),
-             "measured/theory": f_num(r["measured_over_theory"]), "flagged": "**yes**" if r["flagged"] else ""}
-            for _, r in q.iterrows()]
+    return [
+        {
+            "phase": r["phase"],
+            "op": md_code(r["op"]) + (" (modeled)" if r["modeled"] else ""),
+            "A ms": f_num(r["time_a_ms"]),
+            "B ms": f_num(r["time_b_ms"]),
+            "speedup": f_x(r["speedup"]),
+            CI_PCT + " CI": f_ci(r["speedup_lo"], r["speedup_hi"], "×"),
+            "bound": md_escape(r["bound"]),
+            "resource ratio": f_x(r["resource_ratio"]),
+            "theory": f_x(r["theory_speedup"]),
+            "measured/theory": f_num(r["measured_over_theory"]),
+            "flagged": "**yes**" if r["flagged"] else "",
+        }
+        for _, r in q.iterrows()
+    ]
 
 
 # ----------------------------------------------------------------------------- stability
@@ -232,21 +319,53 @@ def section_stability(d: ReportData) -> dict:
     """Unstable ops (by CV), ops with outliers, and every phase total with its CI."""
     ops, ps = d.t["ops_summary"], d.t["phase_summary"]
     unst = ops[ops["unstable"] & ops["config"].isin(d.present)].sort_values("cv", ascending=False)
-    stab_rows = [{"config": md_escape(r["config"]), "phase": r["phase"], "op": md_code(r["op"]), "CV": f_pct(r["cv"]),
-                  "median": f_ms(r["median_ms"]), "IQR": f_ms(r["iqr_ms"]), "outliers": f_int(r["n_outliers"]),
-                  "n": f_int(r["n"]), "repeats for CI < " + TARGET_PCT: f_int(r["repeats_for_5pct"])}
-                 for _, r in unst.iterrows()]
+    stab_rows = [
+        {
+            "config": md_escape(r["config"]),
+            "phase": r["phase"],
+            "op": md_code(r["op"]),
+            "CV": f_pct(r["cv"]),
+            "median": f_ms(r["median_ms"]),
+            "IQR": f_ms(r["iqr_ms"]),
+            "outliers": f_int(r["n_outliers"]),
+            "n": f_int(r["n"]),
+            "repeats for CI < " + TARGET_PCT: f_int(r["repeats_for_5pct"]),
+        }
+        for _, r in unst.iterrows()
+    ]
     out_rows = ops[(ops["n_outliers"].fillna(0) > 0) & ops["config"].isin(d.present)]
-    outl = [{"config": md_escape(r["config"]), "phase": r["phase"], "op": md_code(r["op"]),
-             "outliers": f_int(r["n_outliers"]), "n": f_int(r["n"]), "median": f_ms(r["median_ms"]),
-             "mean": f_ms(r["mean_ms"])} for _, r in out_rows.iterrows()]
-    ps_rows = [{"config": md_escape(r["config"]), "phase": r["phase"], "median": f_ms(r["median_ms"]),
-                CI_PCT + " CI": f_ci(r["ci_lo_ms"], r["ci_hi_ms"]), "CV": f_pct(r["cv"]), "IQR": f_ms(r["iqr_ms"]),
-                "outliers": f_int(r["n_outliers"]), "unstable": "**yes**" if r["unstable"] else "no",
-                "repeats for CI < " + TARGET_PCT: f_int(r["repeats_for_5pct"]), "n": f_int(r["n"])}
-               for _, r in ps[ps["config"].isin(d.present)].iterrows()]
-    return dict(stability_table=md_table(pd.DataFrame(stab_rows)), outlier_table=md_table(pd.DataFrame(outl)),
-                phase_table=md_table(pd.DataFrame(ps_rows)))
+    outl = [
+        {
+            "config": md_escape(r["config"]),
+            "phase": r["phase"],
+            "op": md_code(r["op"]),
+            "outliers": f_int(r["n_outliers"]),
+            "n": f_int(r["n"]),
+            "median": f_ms(r["median_ms"]),
+            "mean": f_ms(r["mean_ms"]),
+        }
+        for _, r in out_rows.iterrows()
+    ]
+    ps_rows = [
+        {
+            "config": md_escape(r["config"]),
+            "phase": r["phase"],
+            "median": f_ms(r["median_ms"]),
+            CI_PCT + " CI": f_ci(r["ci_lo_ms"], r["ci_hi_ms"]),
+            "CV": f_pct(r["cv"]),
+            "IQR": f_ms(r["iqr_ms"]),
+            "outliers": f_int(r["n_outliers"]),
+            "unstable": "**yes**" if r["unstable"] else "no",
+            "repeats for CI < " + TARGET_PCT: f_int(r["repeats_for_5pct"]),
+            "n": f_int(r["n"]),
+        }
+        for _, r in ps[ps["config"].isin(d.present)].iterrows()
+    ]
+    return dict(
+        stability_table=md_table(pd.DataFrame(stab_rows)),
+        outlier_table=md_table(pd.DataFrame(outl)),
+        phase_table=md_table(pd.DataFrame(ps_rows)),
+    )
 
 
 # ----------------------------------------------------------------------------- theory, all-reduce, ceilings
@@ -257,45 +376,91 @@ def section_theory(d: ReportData) -> dict:
         q = th[th["config"] == cfg]
         if q.empty:
             continue
-        rows = [{"phase": r["phase"], "op": md_code(r["op"]) + (" (modeled)" if r["modeled"] else ""),
-                 "FLOPs": f_sci(r["flops"]), "bytes": f_sci(r["bytes"]), "comm bytes": f_sci(r["comm_bytes"]),
-                 "intensity": f_num(r["intensity"]), "bound": md_escape(r["bound"]), "roofline": f_ms(r["t_bound_ms"]),
-                 "measured": f_ms(r["measured_ms"]), "efficiency": f_pct(r["efficiency"]),
-                 "TFLOP/s": f_num(r["achieved_tflops"]), "GB/s": f_num(r["achieved_GBps"])}
-                for _, r in phase_sort(q).iterrows()]
+        rows = [
+            {
+                "phase": r["phase"],
+                "op": md_code(r["op"]) + (" (modeled)" if r["modeled"] else ""),
+                "FLOPs": f_sci(r["flops"]),
+                "bytes": f_sci(r["bytes"]),
+                "comm bytes": f_sci(r["comm_bytes"]),
+                "intensity": f_num(r["intensity"]),
+                "bound": md_escape(r["bound"]),
+                "roofline": f_ms(r["t_bound_ms"]),
+                "measured": f_ms(r["measured_ms"]),
+                "efficiency": f_pct(r["efficiency"]),
+                "TFLOP/s": f_num(r["achieved_tflops"]),
+                "GB/s": f_num(r["achieved_GBps"]),
+            }
+            for _, r in phase_sort(q).iterrows()
+        ]
         th_tables.append({"config": md_escape(cfg), "table": md_table(pd.DataFrame(rows))})
     van = d.t["vanilla"]
-    van_tbl = pd.DataFrame([{"model": md_escape(r["model"]),
-                             **({"tokens": f_int(r["tokens"])} if "tokens" in van else {}),
-                             "component": md_escape(r["component"]),
-                             "vanilla GPT FLOPs": f_sci(r["vanilla_flops"]), "exact FLOPs": f_sci(r["exact_flops"]),
-                             "exact / vanilla": f_num(r["ratio"])} for _, r in van.iterrows()])
+    van_tbl = pd.DataFrame(
+        [
+            {
+                "model": md_escape(r["model"]),
+                **({"tokens": f_int(r["tokens"])} if "tokens" in van else {}),
+                "component": md_escape(r["component"]),
+                "vanilla GPT FLOPs": f_sci(r["vanilla_flops"]),
+                "exact FLOPs": f_sci(r["exact_flops"]),
+                "exact / vanilla": f_num(r["ratio"]),
+            }
+            for _, r in van.iterrows()
+        ]
+    )
     return dict(theory_tables=th_tables, vanilla_table=md_table(van_tbl))
 
 
 def section_allreduce(d: ReportData) -> dict:
     """All-reduce rows (phase and TP scaling, measured vs ring model) and the alpha/B fit per config."""
     ar = d.t["allreduce"]
-    ar_rows = [{"config": md_escape(r["config"]), "kind": md_escape(r["kind"]), "phase": md_escape(r["phase"]),
-                "ranks": f_int(r["n"]), "size [B]": f_int(r["size_bytes"]), "measured": f_ms(r["measured_ms"]),
-                "model": f_ms(r["model_ms"]), "latency term": f_ms(r["t_latency_ms"]),
-                "bandwidth term": f_ms(r["t_bandwidth_ms"]), "alpha [us]": f_num(r["alpha_us"]),
-                "B [GB/s]": f_num(r["bw_GBps"]), "source": md_escape(r["source"])}
-               for _, r in ar[ar["kind"] != "sweep"].sort_values(["config", "kind", "phase", "n"]).iterrows()]
+    ar_rows = [
+        {
+            "config": md_escape(r["config"]),
+            "kind": md_escape(r["kind"]),
+            "phase": md_escape(r["phase"]),
+            "ranks": f_int(r["n"]),
+            "size [B]": f_int(r["size_bytes"]),
+            "measured": f_ms(r["measured_ms"]),
+            "model": f_ms(r["model_ms"]),
+            "latency term": f_ms(r["t_latency_ms"]),
+            "bandwidth term": f_ms(r["t_bandwidth_ms"]),
+            "alpha [us]": f_num(r["alpha_us"]),
+            "B [GB/s]": f_num(r["bw_GBps"]),
+            "source": md_escape(r["source"]),
+        }
+        for _, r in ar[ar["kind"] != "sweep"].sort_values(["config", "kind", "phase", "n"]).iterrows()
+    ]
     ar_fit = ar.drop_duplicates(["config", "source"])
-    ar_fit_rows = [{"config": md_escape(r["config"]), "ranks": f_int(r["n"]), "alpha [us]": f_num(r["alpha_us"]),
-                    "B [GB/s]": f_num(r["bw_GBps"]), "source": md_escape(r["source"]),
-                    "sweep sizes": str(int(((ar["config"] == r["config"]) & (ar["kind"] == "sweep")).sum()))}
-                   for _, r in ar_fit.iterrows()]
-    return dict(allreduce_table=md_table(pd.DataFrame(ar_rows)),
-                allreduce_fit_table=md_table(pd.DataFrame(ar_fit_rows)))
+    ar_fit_rows = [
+        {
+            "config": md_escape(r["config"]),
+            "ranks": f_int(r["n"]),
+            "alpha [us]": f_num(r["alpha_us"]),
+            "B [GB/s]": f_num(r["bw_GBps"]),
+            "source": md_escape(r["source"]),
+            "sweep sizes": str(int(((ar["config"] == r["config"]) & (ar["kind"] == "sweep")).sum())),
+        }
+        for _, r in ar_fit.iterrows()
+    ]
+    return dict(
+        allreduce_table=md_table(pd.DataFrame(ar_rows)), allreduce_fit_table=md_table(pd.DataFrame(ar_fit_rows))
+    )
 
 
 def section_ceilings(d: ReportData) -> dict:
     """The hardware ceilings the roofline used, with their source."""
-    rows = [{"config": md_escape(r["config"]), "gpu": md_escape(r["gpu"]), "peak TFLOP/s": f_num(r["peak_tflops"]),
-             "memory GB/s": f_num(r["mem_bw_GBps"]), "link GB/s": f_num(r["link_GBps"]),
-             "source": md_escape(r["source"])} for _, r in d.t["ceilings"].iterrows()]
+    rows = [
+        {
+            "config": md_escape(r["config"]),
+            "gpu": md_escape(r["gpu"]),
+            "peak TFLOP/s": f_num(r["peak_tflops"]),
+            "memory GB/s": f_num(r["mem_bw_GBps"]),
+            "link GB/s": f_num(r["link_GBps"]),
+            "source": md_escape(r["source"]),
+        }
+        for _, r in d.t["ceilings"].iterrows()
+    ]
     return dict(ceilings_table=md_table(pd.DataFrame(rows)))
 
 
@@ -307,9 +472,17 @@ def section_methods(d: ReportData) -> dict:
 
 def section_evidence(d: ReportData) -> dict:
     """Every cited cell: table file, row key, column, raw value and the text shown."""
-    rows = [{"id": f'<a id="{e.id.lower()}"></a>{e.id}', "table": md_code(TABLE_PATHS[e.table]),
-             "row": md_escape(", ".join(f"{k}={v}" for k, v in e.key.items())), "column": md_code(e.column),
-             "value": md_code(repr(e.value)), "shown": md_escape(e.shown)} for e in d.log.rows]
+    rows = [
+        {
+            "id": f'<a id="{e.id.lower()}"></a>{e.id}',
+            "table": md_code(TABLE_PATHS[e.table]),
+            "row": md_escape(", ".join(f"{k}={v}" for k, v in e.key.items())),
+            "column": md_code(e.column),
+            "value": md_code(repr(e.value)),
+            "shown": md_escape(e.shown),
+        }
+        for e in d.log.rows
+    ]
     return dict(evidence=d.log.rows, evidence_table=md_table(pd.DataFrame(rows), align=[":---"] * 6))
 
 
@@ -326,9 +499,22 @@ def section_predict(d: ReportData) -> dict:
 
 # Report order; a new section is one builder above and one entry here. Evidence comes last: it lists
 # what every section before it cited.
-SECTIONS = (section_header, section_status, section_summary, section_conclusions, section_per_config,
-            section_decode, section_pairs, section_stability, section_theory, section_allreduce, section_ceilings,
-            section_predict, section_methods, section_evidence)
+SECTIONS = (
+    section_header,
+    section_status,
+    section_summary,
+    section_conclusions,
+    section_per_config,
+    section_decode,
+    section_pairs,
+    section_stability,
+    section_theory,
+    section_allreduce,
+    section_ceilings,
+    section_predict,
+    section_methods,
+    section_evidence,
+)
 
 
 def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: dict | None = None) -> dict:

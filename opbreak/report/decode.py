@@ -21,20 +21,56 @@ from .markdown import bold, f_ms, f_num, f_pct, md_escape, md_table
 
 DECODE_TABLES = {
     "rank_ops": ("rank_ops.csv", ["config", "rank", "phase", "op", "wall_ms", "kernel_ms", "repeats", "host_ms"]),
-    "collectives": ("collectives.csv", ["config", "rank", "phase", "captured_steps", "steps", "calls",
-                                        "wait_ms", "transfer_ms", "wait_per_call_us", "transfer_per_call_us"]),
-    "phase_split": ("phase_split.csv", ["config", "rank", "phase", "repeats", "wall_ms", "steps", "compute_ms",
-                                        "transfer_ms", "wait_ms", "wait_capped", "host_idle_ms",
-                                        "wall_per_step_ms", "compute_per_step_ms", "transfer_per_step_ms",
-                                        "wait_per_step_ms", "host_idle_per_step_ms", "compute_share",
-                                        "transfer_share", "wait_share", "host_idle_share"]),
-    "capture_cost": ("capture_cost.csv", ["config", "rank", "phase", "repeats", "events_overhead",
-                                          "kernels_overhead"]),
+    "collectives": (
+        "collectives.csv",
+        [
+            "config",
+            "rank",
+            "phase",
+            "captured_steps",
+            "steps",
+            "calls",
+            "wait_ms",
+            "transfer_ms",
+            "wait_per_call_us",
+            "transfer_per_call_us",
+        ],
+    ),
+    "phase_split": (
+        "phase_split.csv",
+        [
+            "config",
+            "rank",
+            "phase",
+            "repeats",
+            "wall_ms",
+            "steps",
+            "compute_ms",
+            "transfer_ms",
+            "wait_ms",
+            "wait_capped",
+            "host_idle_ms",
+            "wall_per_step_ms",
+            "compute_per_step_ms",
+            "transfer_per_step_ms",
+            "wait_per_step_ms",
+            "host_idle_per_step_ms",
+            "compute_share",
+            "transfer_share",
+            "wait_share",
+            "host_idle_share",
+        ],
+    ),
+    "capture_cost": ("capture_cost.csv", ["config", "rank", "phase", "repeats", "events_overhead", "kernels_overhead"]),
 }
 DECODE_BOOL_COLS = ("wait_capped",)
 PARTS = ("compute", "transfer", "wait", "host_idle")
-PART_LABELS = {"compute": "GPU busy: compute kernels", "transfer": "collective transfer",
-               "wait": "collective wait for the last rank (upper bound)", "host_idle": "GPU idle: waiting for the host"}
+PART_LABELS = {
+    "compute": "GPU busy: compute kernels",
+    "transfer": "collective transfer",
+    "wait": "collective wait for the last rank (upper bound)",
+    "host_idle": "GPU idle: waiting for the host",
+}
 K_SPLIT = ("config", "rank", "phase")
 HOST_BOUND = 0.3  # a phase whose GPU idles for the host this share of the time is host-bound
 
@@ -73,9 +109,14 @@ def views_table(t: dict, cfg: str, phase: str, rank: int = 0) -> pd.DataFrame:
     rows = []
     for _, r in d.sort_values("op", key=lambda s: s.map(OPS.index)).iterrows():
         coll = r["op"] in COLLECTIVE_OPS
-        rows.append({"op": f"`{r['op']}`", "wall (events)": _fmt(r["wall_ms"]),
-                     "GPU-busy (CUPTI)": _fmt(r["kernel_ms"]) + (" incl. wait" if coll else ""),
-                     "host-bound": "see wait/transfer" if coll else _fmt(r["host_ms"])})
+        rows.append(
+            {
+                "op": f"`{r['op']}`",
+                "wall (events)": _fmt(r["wall_ms"]),
+                "GPU-busy (CUPTI)": _fmt(r["kernel_ms"]) + (" incl. wait" if coll else ""),
+                "host-bound": "see wait/transfer" if coll else _fmt(r["host_ms"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -89,12 +130,20 @@ def collectives_table(t: dict, configs) -> pd.DataFrame:
             ph = ar[(ar["config"] == cfg) & (ar["kind"] == "phase") & (ar["phase"] == r["phase"])] if len(ar) else ar
             wall = ph["measured_ms"].iloc[0] * 1e3 if len(ph) else math.nan
             sweep = ph["sweep_ms"].iloc[0] * 1e3 if len(ph) and "sweep_ms" in ph else math.nan
-            rows.append({"config": md_escape(cfg), "rank": int(r["rank"]), "phase": r["phase"],
-                         "calls": f_num(r["calls"]), "rank 0 wall / call (events)": f"{f_num(wall)} us",
-                         "sweep, back to back": f"{f_num(sweep)} us",
-                         "transfer / call (CUPTI)": f"{f_num(r['transfer_per_call_us'])} us",
-                         "wait / call (CUPTI)": f"{f_num(r['wait_per_call_us'])} us",
-                         "transfer total": _fmt(r["transfer_ms"]), "wait total": _fmt(r["wait_ms"])})
+            rows.append(
+                {
+                    "config": md_escape(cfg),
+                    "rank": int(r["rank"]),
+                    "phase": r["phase"],
+                    "calls": f_num(r["calls"]),
+                    "rank 0 wall / call (events)": f"{f_num(wall)} us",
+                    "sweep, back to back": f"{f_num(sweep)} us",
+                    "transfer / call (CUPTI)": f"{f_num(r['transfer_per_call_us'])} us",
+                    "wait / call (CUPTI)": f"{f_num(r['wait_per_call_us'])} us",
+                    "transfer total": _fmt(r["transfer_ms"]),
+                    "wait total": _fmt(r["wait_ms"]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -116,14 +165,19 @@ def slowest_rank_sentences(med: pd.DataFrame, configs, trace) -> list:
             if len(d) < 2:
                 continue
             slow, fast = d.loc[d["host_idle_ms"].idxmax()], d.loc[d["host_idle_ms"].idxmin()]
+
             def c(r, col, f="ms"):
                 return trace.cite("phase_split", r, K_SPLIT, col, f)
 
-            out.append(trace.sentence(
-                f"{bold(cfg)} {phase}: rank {int(slow['rank'])} is the slow host: its GPU idles for it "
-                f"{c(slow, 'host_idle_ms')} ({c(slow, 'host_idle_share', 'pct')} of the phase) against rank "
-                f"{int(fast['rank'])}'s {c(fast, 'host_idle_ms')}, and rank {int(fast['rank'])} waits in the "
-                f"collectives for it: {c(fast, 'wait_ms')} against {c(slow, 'wait_ms')}.", topic="ranks"))
+            out.append(
+                trace.sentence(
+                    f"{bold(cfg)} {phase}: rank {int(slow['rank'])} is the slow host: its GPU idles for it "
+                    f"{c(slow, 'host_idle_ms')} ({c(slow, 'host_idle_share', 'pct')} of the phase) against rank "
+                    f"{int(fast['rank'])}'s {c(fast, 'host_idle_ms')}, and rank {int(fast['rank'])} waits in the "
+                    f"collectives for it: {c(fast, 'wait_ms')} against {c(slow, 'wait_ms')}.",
+                    topic="ranks",
+                )
+            )
     return out
 
 
@@ -143,14 +197,17 @@ def why_not_faster(med: pd.DataFrame, pairs_decl, specs_tp: dict, trace) -> list
             return trace.cite("phase_split", r, K_SPLIT, col, f)
 
         faster = ra["wall_per_step_ms"] < rb["wall_per_step_ms"]
-        out.append(trace.sentence(
-            f"Decode per step, {bold(a)} against {bold(b)}: {c(ra, 'wall_per_step_ms')} against "
-            f"{c(rb, 'wall_per_step_ms')} ({'faster' if faster else 'not faster'}). GPU compute kernels "
-            f"{c(ra, 'compute_per_step_ms')} against {c(rb, 'compute_per_step_ms')}; collective transfer "
-            f"{c(ra, 'transfer_per_step_ms')}; waiting for the other rank up to {c(ra, 'wait_per_step_ms')}; "
-            f"GPU idle waiting for the host {c(ra, 'host_idle_per_step_ms')} against "
-            f"{c(rb, 'host_idle_per_step_ms')} (rank {int(ra['rank'])}, the rank whose GPU idles most).",
-            topic="why"))
+        out.append(
+            trace.sentence(
+                f"Decode per step, {bold(a)} against {bold(b)}: {c(ra, 'wall_per_step_ms')} against "
+                f"{c(rb, 'wall_per_step_ms')} ({'faster' if faster else 'not faster'}). GPU compute kernels "
+                f"{c(ra, 'compute_per_step_ms')} against {c(rb, 'compute_per_step_ms')}; collective transfer "
+                f"{c(ra, 'transfer_per_step_ms')}; waiting for the other rank up to {c(ra, 'wait_per_step_ms')}; "
+                f"GPU idle waiting for the host {c(ra, 'host_idle_per_step_ms')} against "
+                f"{c(rb, 'host_idle_per_step_ms')} (rank {int(ra['rank'])}, the rank whose GPU idles most).",
+                topic="why",
+            )
+        )
     return out
 
 
@@ -165,17 +222,29 @@ def twin_sentences(t: dict, pairs_decl, emulated: set, log) -> list:
     for p in pairs_decl:
         if p["b"] not in emulated or p["a"] in emulated:
             continue
-        d = pairs[(pairs["a"] == p["a"]) & (pairs["b"] == p["b"]) & (pairs["phase"] == "prefill")
-                  & ~pairs["modeled"] & ~pairs["op"].isin(COLLECTIVE_OPS) & pairs["op"].isin(OPS)]
+        d = pairs[
+            (pairs["a"] == p["a"])
+            & (pairs["b"] == p["b"])
+            & (pairs["phase"] == "prefill")
+            & ~pairs["modeled"]
+            & ~pairs["op"].isin(COLLECTIVE_OPS)
+            & pairs["op"].isin(OPS)
+        ]
         off = d[(d["speedup"] - 1).abs() > TWIN_TOLERANCE]
-        cite = [f"`{r['op']}` {log.cite('pairs', r, ('a', 'b', 'phase', 'op'), 'speedup', 'x')} "
-                f"({log.cite('pairs', r, ('a', 'b', 'phase', 'op'), 'time_b_ms', 'ms')} in the twin)"
-                for _, r in off.iterrows()]
-        verdict = ("every prefill compute op agrees within 3 %" if not cite else
-                   f"{len(d) - len(off)} of {len(d)} prefill compute ops agree within 3 %; outside it: "
-                   + ", ".join(cite) + "; the GEMMs and attention are not among them. The ops outside are norms and "
-                   "the last-token tail, short ops that in the real run start right after an NCCL call on a "
-                   "second stream (the twin has none there); the cause is not established further")
+        cite = [
+            f"`{r['op']}` {log.cite('pairs', r, ('a', 'b', 'phase', 'op'), 'speedup', 'x')} "
+            f"({log.cite('pairs', r, ('a', 'b', 'phase', 'op'), 'time_b_ms', 'ms')} in the twin)"
+            for _, r in off.iterrows()
+        ]
+        verdict = (
+            "every prefill compute op agrees within 3 %"
+            if not cite
+            else f"{len(d) - len(off)} of {len(d)} prefill compute ops agree within 3 %; outside it: "
+            + ", ".join(cite)
+            + "; the GEMMs and attention are not among them. The ops outside are norms and "
+            "the last-token tail, short ops that in the real run start right after an NCCL call on a "
+            "second stream (the twin has none there); the cause is not established further"
+        )
         out.append(log.sentence(f"{bold(p['a'])} against its emulated twin {bold(p['b'])}: {verdict}.", topic="twin"))
     return out
 
@@ -196,16 +265,24 @@ def model_sentences(t: dict, configs, log) -> list:
         within = abs(transfer_ms / r["model_ms"] - 1) <= MODEL_TOLERANCE
         wall_within = abs(r["measured_ms"] / r["model_ms"] - 1) <= MODEL_TOLERANCE
         key = ("config", "kind", "phase", "n", "size_bytes")
-        out.append(log.sentence(
-            f"{bold(cfg)} prefill all_reduce of {log.cite('allreduce', r, key, 'size_bytes', 'int')} B per call: model "
-            f"{log.cite('allreduce', r, key, 'model_ms', 'ms')}, wall per call "
-            f"{log.cite('allreduce', r, key, 'measured_ms', 'ms')} ({'within' if wall_within else '**not within**'} "
-            f"15 %), CUPTI transfer per call {log.cite('collectives', c, K_SPLIT, 'transfer_per_call_us', 'num')} us "
-            f"({'within' if within else '**not within**'} 15 %)"
-            + ("" if wall_within else f"; the wall adds the wait for the last rank "
-               f"({log.cite('collectives', c, K_SPLIT, 'wait_per_call_us', 'num')} us per call on rank 0) and the "
-               "launch") + ".", topic="model"))
+        size, model, wall = (
+            log.cite("allreduce", r, key, col, f)
+            for col, f in (("size_bytes", "int"), ("model_ms", "ms"), ("measured_ms", "ms"))
+        )
+        transfer = log.cite("collectives", c, K_SPLIT, "transfer_per_call_us", "num")
+        text = (
+            f"{bold(cfg)} prefill all_reduce of {size} B per call: model {model}, wall per call {wall} "
+            f"({_within(wall_within)} 15 %), CUPTI transfer per call {transfer} us ({_within(within)} 15 %)"
+        )
+        if not wall_within:
+            wait = log.cite("collectives", c, K_SPLIT, "wait_per_call_us", "num")
+            text += f"; the wall adds the wait for the last rank ({wait} us per call on rank 0) and the launch"
+        out.append(log.sentence(text + ".", topic="model"))
     return out
+
+
+def _within(ok: bool) -> str:
+    return "within" if ok else "**not within**"
 
 
 def _slowest(med, cfg, phase):
@@ -225,11 +302,16 @@ def overhead_sentences(t: dict, configs, trace) -> list:
         if d.empty or not _finite(d["events_overhead"].iloc[0]):
             continue
         r = d.iloc[0]
-        ev, kern = (trace.cite("capture_cost", r, K_SPLIT, col, "pct") for col in ("events_overhead", "kernels_overhead"))
-        out.append(trace.sentence(
-            f"{bold(cfg)}: an event-instrumented decode step costs {ev} more than a plain step "
-            f"of the same context, a CUPTI-captured one {kern} (median over steps, rank 0).",
-            topic="overhead"))
+        ev, kern = (
+            trace.cite("capture_cost", r, K_SPLIT, col, "pct") for col in ("events_overhead", "kernels_overhead")
+        )
+        out.append(
+            trace.sentence(
+                f"{bold(cfg)}: an event-instrumented decode step costs {ev} more than a plain step "
+                f"of the same context, a CUPTI-captured one {kern} (median over steps, rank 0).",
+                topic="overhead",
+            )
+        )
     return out
 
 
@@ -245,8 +327,10 @@ def host_flags(t: dict, pairs_decl) -> list[str]:
         ha, hb = hosts.get(p["a"], set()), hosts.get(p["b"], set())
         bound = med[(med["config"].isin([p["a"], p["b"]])) & (med["phase"] == "decode")]
         if ha and hb and ha != hb and (bound["host_idle_share"] > HOST_BOUND).any():
-            flags.append(f"{p['a']} vs {p['b']}: measured on {', '.join(sorted(ha))} vs {', '.join(sorted(hb))}; "
-                         "decode is host-bound, so this pair compares host CPUs as much as GPUs")
+            flags.append(
+                f"{p['a']} vs {p['b']}: measured on {', '.join(sorted(ha))} vs {', '.join(sorted(hb))}; "
+                "decode is host-bound, so this pair compares host CPUs as much as GPUs"
+            )
     return flags
 
 
@@ -259,20 +343,30 @@ def decode_context(t: dict, configs, pairs_decl, specs: dict, trace, figures: di
     multi = [c for c in have if med[med["config"] == c]["rank"].nunique() > 1]
     emulated = {c for c, s in specs.items() if s.get("emulate_tp")}
     specs_tp = {c: s.get("tp", 0) for c, s in specs.items()}
-    sentences = (why_not_faster(med, pairs_decl, specs_tp, trace) + slowest_rank_sentences(med, multi, trace)
-                 + model_sentences(t, multi, trace) + twin_sentences(t, pairs_decl, emulated & set(have), trace)
-                 + overhead_sentences(t, have, trace))
-    views = [{"config": md_escape(c), "phase": ph, "table": md_table(views_table(t, c, ph))}
-             for c in have for ph in ("decode", "prefill")]
+    sentences = (
+        why_not_faster(med, pairs_decl, specs_tp, trace)
+        + slowest_rank_sentences(med, multi, trace)
+        + model_sentences(t, multi, trace)
+        + twin_sentences(t, pairs_decl, emulated & set(have), trace)
+        + overhead_sentences(t, have, trace)
+    )
+    views = [
+        {"config": md_escape(c), "phase": ph, "table": md_table(views_table(t, c, ph))}
+        for c in have
+        for ph in ("decode", "prefill")
+    ]
     return dict(
-        any=bool(have), sentences=sentences, views=views,
+        any=bool(have),
+        sentences=sentences,
+        views=views,
         split_decode=md_table(split_table(med, have, "decode")),
         split_prefill=md_table(split_table(med, have, "prefill")),
         collectives=md_table(collectives_table(t, multi)) if multi else "",
         host_flags=[md_escape(f) for f in host_flags(t, pairs_decl)],
         figs=[figures[k] for k in [("phase_split", "decode"), ("phase_split", "prefill")] if figures.get(k)],
-        rank_figs=[{"config": md_escape(c), "fig": figures.get(("rank_ops", c))} for c in multi
-                   if figures.get(("rank_ops", c))],
+        rank_figs=[
+            {"config": md_escape(c), "fig": figures.get(("rank_ops", c))} for c in multi if figures.get(("rank_ops", c))
+        ],
     )
 
 

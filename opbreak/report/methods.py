@@ -19,9 +19,15 @@ def methods(t: dict, configs) -> list[dict]:
             continue
         clocks = _uniq(recs, lambda r: r.get("driver_clocks"))
         topo = _uniq(recs, lambda r: r.get("topology"))
-        out.append({"config": md_escape(cfg), "present": True, "items": _items(t, cfg, recs),
-                    "topology": fence(topo) if topo and topo != "None" else "",
-                    "clocks": fence(clocks) if clocks and clocks != "None" else ""})
+        out.append(
+            {
+                "config": md_escape(cfg),
+                "present": True,
+                "items": _items(t, cfg, recs),
+                "topology": fence(topo) if topo and topo != "None" else "",
+                "clocks": fence(clocks) if clocks and clocks != "None" else "",
+            }
+        )
     return out
 
 
@@ -35,17 +41,31 @@ def _items(t: dict, cfg, recs) -> list[tuple]:
     finished = sorted(str(r.get("finished", "")) for r in recs)
     return [
         ("timing method", md_escape(_uniq(recs, lambda r: r.get("spec", {}).get("timing")))),
-        ("repeats", f"{len(recs)} (repeat ids {md_escape(', '.join(str(r.get('repeat')) for r in recs))}); "
-                    f"warm-up passes {md_escape(spec.get('warmup', '–'))}"),
+        (
+            "repeats",
+            f"{len(recs)} (repeat ids {md_escape(', '.join(str(r.get('repeat')) for r in recs))}); "
+            f"warm-up passes {md_escape(spec.get('warmup', '–'))}",
+        ),
         ("host", md_escape(_uniq(recs, lambda r: r.get("host")))),
-        ("devices", md_escape(_uniq(recs, lambda r: _devices(r.get("devices"))))
-         + f" (device count {md_escape(_uniq(recs, lambda r: r.get('device_count')))})"),
-        ("versions", md_escape(_uniq(recs, lambda r: ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items()
-                                                               if v)))),
-        ("environment", md_escape(", ".join(f"{k}={v}" for k, v in sorted(env.items())))
-         if env else "none of the recorded variables set"),
-        ("measured vs modeled", ("modeled (not measured): " + ", ".join(md_code(m) for m in modeled)) if modeled
-         else "all ops measured"),
+        (
+            "devices",
+            md_escape(_uniq(recs, lambda r: _devices(r.get("devices"))))
+            + f" (device count {md_escape(_uniq(recs, lambda r: r.get('device_count')))})",
+        ),
+        (
+            "versions",
+            md_escape(_uniq(recs, lambda r: ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items() if v))),
+        ),
+        (
+            "environment",
+            md_escape(", ".join(f"{k}={v}" for k, v in sorted(env.items())))
+            if env
+            else "none of the recorded variables set",
+        ),
+        (
+            "measured vs modeled",
+            ("modeled (not measured): " + ", ".join(md_code(m) for m in modeled)) if modeled else "all ops measured",
+        ),
         ("truncated-layer scaling", _scaling(o, spec)),
         ("emulated TP", md_escape(spec.get("emulate_tp", False))),
         ("run window", md_escape(f"{started[0]} .. {finished[-1]}")),
@@ -56,8 +76,10 @@ def _scaling(o, spec) -> str:
     """How a truncated-depth run was scaled to the model's full depth (aggregate's layer_scale)."""
     scale = o["layer_scale"].dropna()
     if len(scale) and float(scale.iloc[0]) != 1:
-        return (f"{md_escape(spec.get('num_layers'))} of {md_escape(spec.get('model_layers'))} layers measured; "
-                f"per-layer ops scaled by layer_scale = {f_num(scale.iloc[0])} in aggregate")
+        return (
+            f"{md_escape(spec.get('num_layers'))} of {md_escape(spec.get('model_layers'))} layers measured; "
+            f"per-layer ops scaled by layer_scale = {f_num(scale.iloc[0])} in aggregate"
+        )
     return "none (full depth measured)"
 
 

@@ -16,25 +16,105 @@ import pandas as pd
 from ..ops import PHASES
 from .markdown import bold, f_ms, f_num, f_pct, f_x, md_code, md_escape, md_table
 
-_STATS = ["config", "phase", "status", "predicted_ms", "predicted_ran_ms", "measured_ms", "predicted_over_measured",
-          "host_bound_share", "calibration"]
+_STATS = [
+    "config",
+    "phase",
+    "status",
+    "predicted_ms",
+    "predicted_ran_ms",
+    "measured_ms",
+    "predicted_over_measured",
+    "host_bound_share",
+    "calibration",
+]
 PREDICT_TABLES = {
-    "predicted": ("predicted.csv", ["config", "phase", "op", "op_class", "bound", "t_bound_ms", "efficiency",
-                                    "predicted_ms", "predicted_share", "calibration", "status", "measured_ms",
-                                    "predicted_over_measured", "modeled"]),
+    "predicted": (
+        "predicted.csv",
+        [
+            "config",
+            "phase",
+            "op",
+            "op_class",
+            "bound",
+            "t_bound_ms",
+            "efficiency",
+            "predicted_ms",
+            "predicted_share",
+            "calibration",
+            "status",
+            "measured_ms",
+            "predicted_over_measured",
+            "modeled",
+        ],
+    ),
     "predicted_phases": ("predicted_phases.csv", _STATS),
-    "predicted_pairs": ("predicted_pairs.csv", ["label", "a", "b", "phase", "op", "predicted_a_ms", "predicted_b_ms",
-                                                "predicted_speedup", "status_a", "status_b"]),
+    "predicted_pairs": (
+        "predicted_pairs.csv",
+        [
+            "label",
+            "a",
+            "b",
+            "phase",
+            "op",
+            "predicted_a_ms",
+            "predicted_b_ms",
+            "predicted_speedup",
+            "status_a",
+            "status_b",
+        ],
+    ),
     "efficiencies": ("efficiencies.csv", ["op_class", "phase", "efficiency", "calibration", "source"]),
-    "seed_claims": ("seed_claims.csv", ["id", "config", "section", "quote", "kind", "phase", "a", "b", "ops",
-                                        "seed_value", "seed_theory", "reading", "predicted_value", "predicted_op",
-                                        "predicted_share", "predicted_agrees", "analogue_value", "analogue_op",
-                                        "analogue_agrees", "analogue_what", "analogue_source", "status",
-                                        "if_differs", "analogue_note"]),
+    "seed_claims": (
+        "seed_claims.csv",
+        [
+            "id",
+            "config",
+            "section",
+            "quote",
+            "kind",
+            "phase",
+            "a",
+            "b",
+            "ops",
+            "seed_value",
+            "seed_theory",
+            "reading",
+            "predicted_value",
+            "predicted_op",
+            "predicted_share",
+            "predicted_agrees",
+            "analogue_value",
+            "analogue_op",
+            "analogue_agrees",
+            "analogue_what",
+            "analogue_source",
+            "status",
+            "if_differs",
+            "analogue_note",
+        ],
+    ),
 }
-PREDICT_TEXT_COLS = ("op_class", "calibration", "status", "status_a", "status_b", "id", "section", "quote", "kind",
-                     "ops", "reading", "predicted_op", "predicted_agrees", "analogue_op", "analogue_agrees",
-                     "analogue_what", "analogue_source", "if_differs", "analogue_note")
+PREDICT_TEXT_COLS = (
+    "op_class",
+    "calibration",
+    "status",
+    "status_a",
+    "status_b",
+    "id",
+    "section",
+    "quote",
+    "kind",
+    "ops",
+    "reading",
+    "predicted_op",
+    "predicted_agrees",
+    "analogue_op",
+    "analogue_agrees",
+    "analogue_what",
+    "analogue_source",
+    "if_differs",
+    "analogue_note",
+)
 K_PHASE = ("config", "phase")
 K_PAIR = ("a", "b", "phase", "op")
 K_CLAIM = ("id", "config")
@@ -73,9 +153,18 @@ def totals_table(t: dict, configs) -> pd.DataFrame:
 
 def efficiency_table(t: dict) -> pd.DataFrame:
 
-    return pd.DataFrame([{"op class": md_code(r["op_class"]), "phase": r["phase"], "efficiency": f_pct(r["efficiency"]),
-                          "calibration": md_escape(r["calibration"]), "source": md_escape(r["source"])}
-                         for _, r in t["efficiencies"].iterrows()])
+    return pd.DataFrame(
+        [
+            {
+                "op class": md_code(r["op_class"]),
+                "phase": r["phase"],
+                "efficiency": f_pct(r["efficiency"]),
+                "calibration": md_escape(r["calibration"]),
+                "source": md_escape(r["source"]),
+            }
+            for _, r in t["efficiencies"].iterrows()
+        ]
+    )
 
 
 def pair_table(t: dict, a, b) -> pd.DataFrame:
@@ -89,9 +178,16 @@ def pair_table(t: dict, a, b) -> pd.DataFrame:
         m = meas.loc[(r["phase"], r["op"])] if (r["phase"], r["op"]) in meas.index else None
         if isinstance(m, pd.DataFrame):
             m = m.iloc[0]
-        rows.append({"phase": r["phase"], "op": md_code(r["op"]), "A predicted": f_ms(r["predicted_a_ms"]),
-                     "B predicted": f_ms(r["predicted_b_ms"]), "predicted speedup": f_x(r["predicted_speedup"]),
-                     "measured speedup": f_x(m["speedup"]) if m is not None and not m["modeled"] else "–"})
+        rows.append(
+            {
+                "phase": r["phase"],
+                "op": md_code(r["op"]),
+                "A predicted": f_ms(r["predicted_a_ms"]),
+                "B predicted": f_ms(r["predicted_b_ms"]),
+                "predicted speedup": f_x(r["predicted_speedup"]),
+                "measured speedup": f_x(m["speedup"]) if m is not None and not m["modeled"] else "–",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -103,21 +199,31 @@ def claims_table(t: dict) -> pd.DataFrame:
         dom = r["kind"] == "dominant_op"
         src = f" ({md_escape(r['analogue_source'])})" if r["analogue_source"] else ""
         where = md_escape(r["analogue_what"]) + src
-        rows.append({
-            "claim": md_code(r["id"]), "config(s)": md_escape(r["config"]), "phase": r["phase"],
-            "ops": md_code(r["ops"]) if r["ops"] else "",
-            "seed": md_escape(r["reading"]) if dom else f_num(r["seed_value"]),
-            "seed's theory": f_num(r["seed_theory"]),
-            "predicted": (md_code(r["predicted_op"]) + f" ({f_pct(r['predicted_share'])})") if dom and r["predicted_op"]
-            else f_num(r["predicted_value"]),
-            "prediction": _verdict(r["predicted_agrees"]),
-            "nearest measured analogue": where,
-            "analogue value": md_code(r["analogue_op"]) if dom and r["analogue_op"] else f_num(r["analogue_value"]),
-            "analogue": _verdict(r["analogue_agrees"]),
-            "why it may differ": " ".join(md_escape(why) for ok, why in ((r["predicted_agrees"], r["if_differs"]),
-                                                                          (r["analogue_agrees"], r["analogue_note"]))
-                                          if ok == "False" and why),
-        })
+        rows.append(
+            {
+                "claim": md_code(r["id"]),
+                "config(s)": md_escape(r["config"]),
+                "phase": r["phase"],
+                "ops": md_code(r["ops"]) if r["ops"] else "",
+                "seed": md_escape(r["reading"]) if dom else f_num(r["seed_value"]),
+                "seed's theory": f_num(r["seed_theory"]),
+                "predicted": (md_code(r["predicted_op"]) + f" ({f_pct(r['predicted_share'])})")
+                if dom and r["predicted_op"]
+                else f_num(r["predicted_value"]),
+                "prediction": _verdict(r["predicted_agrees"]),
+                "nearest measured analogue": where,
+                "analogue value": md_code(r["analogue_op"]) if dom and r["analogue_op"] else f_num(r["analogue_value"]),
+                "analogue": _verdict(r["analogue_agrees"]),
+                "why it may differ": " ".join(
+                    md_escape(why)
+                    for ok, why in (
+                        (r["predicted_agrees"], r["if_differs"]),
+                        (r["analogue_agrees"], r["analogue_note"]),
+                    )
+                    if ok == "False" and why
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -125,9 +231,17 @@ def quotes_table(t: dict) -> pd.DataFrame:
     """Each claim's section heading and sentence of the seed, as quoted in config/seed_claims.yaml."""
 
     d = t["seed_claims"].drop_duplicates("id")
-    return pd.DataFrame([{"claim": md_code(r["id"]), "seed section": md_escape(r["section"]),
-                          "seed sentence (quoted)": md_escape(r["quote"]), "how it is read": md_escape(r["reading"])}
-                         for _, r in d.iterrows()])
+    return pd.DataFrame(
+        [
+            {
+                "claim": md_code(r["id"]),
+                "seed section": md_escape(r["section"]),
+                "seed sentence (quoted)": md_escape(r["quote"]),
+                "how it is read": md_escape(r["reading"]),
+            }
+            for _, r in d.iterrows()
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- sentences
@@ -146,10 +260,13 @@ def phase_sentences(t: dict, configs, trace) -> list:
     for cfg in configs:
         d = ph[ph["config"] == cfg]
         if not d["measured_ms"].map(_finite).any():  # prediction only: one short sentence
-            parts = [f"{r['phase']} {trace.cite('predicted_phases', r, K_PHASE, 'predicted_ms', 'ms')}"
-                     for _, r in d.iterrows()]
-            out.append(trace.sentence(f"{bold(cfg)} (not measured): predicted " + ", ".join(parts) + ".",
-                                      topic="predicted"))
+            parts = [
+                f"{r['phase']} {trace.cite('predicted_phases', r, K_PHASE, 'predicted_ms', 'ms')}"
+                for _, r in d.iterrows()
+            ]
+            out.append(
+                trace.sentence(f"{bold(cfg)} (not measured): predicted " + ", ".join(parts) + ".", topic="predicted")
+            )
             continue
         for _, r in d.iterrows():
             pred = trace.cite("predicted_phases", r, K_PHASE, "predicted_ms", "ms")
@@ -160,8 +277,10 @@ def phase_sentences(t: dict, configs, trace) -> list:
                 text += f" against {meas} measured (predicted/measured {ratio})"
                 if r["phase"] == "decode" and _finite(r["host_bound_share"]):
                     hb = trace.cite("predicted_phases", r, K_PHASE, "host_bound_share", "pct")
-                    text += (f"; {hb} of the measured decode is host-bound (framework time and ops far under "
-                             "their roofline), which no roofline predicts")
+                    text += (
+                        f"; {hb} of the measured decode is host-bound (framework time and ops far under "
+                        "their roofline), which no roofline predicts"
+                    )
             else:
                 text += " (not measured: prediction only)"
             out.append(trace.sentence(text + ".", topic="predicted"))
@@ -176,11 +295,17 @@ def pair_sentences(t: dict, pairs_decl, trace) -> list:
     for p in pairs_decl:
         label = p.get("label") or f"{p['a']} vs {p['b']}"
         d = pp[(pp["a"] == p["a"]) & (pp["b"] == p["b"]) & (pp["op"] == "end_to_end")]
-        parts = [f"{r['phase']} {trace.cite('predicted_pairs', r, K_PAIR, 'predicted_speedup', 'x')}"
-                 for _, r in d.iterrows() if _finite(r["predicted_speedup"])]
+        parts = [
+            f"{r['phase']} {trace.cite('predicted_pairs', r, K_PAIR, 'predicted_speedup', 'x')}"
+            for _, r in d.iterrows()
+            if _finite(r["predicted_speedup"])
+        ]
         if parts:
-            out.append(trace.sentence(f"{bold(label)}: predicted speedup of A over B " + ", ".join(parts) + ".",
-                                      topic="predicted_pairs"))
+            out.append(
+                trace.sentence(
+                    f"{bold(label)}: predicted speedup of A over B " + ", ".join(parts) + ".", topic="predicted_pairs"
+                )
+            )
     return out
 
 
@@ -208,20 +333,36 @@ def predict_context(t: dict, configs, pairs_decl, trace, figures: dict) -> dict:
     """Everything the predict blocks of the template need; pure (no I/O)."""
 
     have = [c for c in configs if c in predicted_configs(t)]
-    pairs = [{"label": md_escape(p.get("label") or f"{p['a']} vs {p['b']}"), "a": md_escape(p["a"]),
-              "b": md_escape(p["b"]), "table": md_table(pair_table(t, p["a"], p["b"]))}
-             for p in pairs_decl if p["a"] in have and p["b"] in have]
+    pairs = [
+        {
+            "label": md_escape(p.get("label") or f"{p['a']} vs {p['b']}"),
+            "a": md_escape(p["a"]),
+            "b": md_escape(p["b"]),
+            "table": md_table(pair_table(t, p["a"], p["b"])),
+        }
+        for p in pairs_decl
+        if p["a"] in have and p["b"] in have
+    ]
     sentences = phase_sentences(t, have, trace) + pair_sentences(t, pairs_decl, trace)
     claims = t["seed_claims"]
     return dict(
-        any=bool(have), totals_table=md_table(totals_table(t, have)), efficiency_table=md_table(efficiency_table(t)),
-        calibrations=sorted(set(t["efficiencies"]["calibration"])), pairs=pairs, sentences=sentences,
-        pies=[{"config": md_escape(c), "fig": figures.get(("predicted_pie", c))} for c in have
-              if figures.get(("predicted_pie", c))],
+        any=bool(have),
+        totals_table=md_table(totals_table(t, have)),
+        efficiency_table=md_table(efficiency_table(t)),
+        calibrations=sorted(set(t["efficiencies"]["calibration"])),
+        pairs=pairs,
+        sentences=sentences,
+        pies=[
+            {"config": md_escape(c), "fig": figures.get(("predicted_pie", c))}
+            for c in have
+            if figures.get(("predicted_pie", c))
+        ],
         totals_fig=figures.get("predicted_totals"),
-        seed_table=md_table(claims_table(t)), quotes_table=md_table(quotes_table(t)),
+        seed_table=md_table(claims_table(t)),
+        quotes_table=md_table(quotes_table(t)),
         seed_sentences=claim_sentences(t, trace),
-        seed_n=len(claims), seed_in_study=int((claims["status"] == "predicted").sum()) if len(claims) else 0,
+        seed_n=len(claims),
+        seed_in_study=int((claims["status"] == "predicted").sum()) if len(claims) else 0,
     )
 
 

@@ -17,9 +17,14 @@ def environment(template_dir):
     """A strict jinja2 environment (undefined names fail) with the escaping and number formats as filters."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir)), autoescape=False,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir)),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters["md"] = md_escape
     env.filters["code"] = md_code
     for name, f in FORMATS.items():

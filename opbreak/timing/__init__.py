@@ -10,9 +10,21 @@
 
 from .profiler import kernel_sums_from_trace, trace_base_us
 from .recorder import HOST_GAP, METHODS, KernelCapture, Recorder, make_clock
-from .sampling import (MODES, integrate_over_context, overhead_ms, plain_fit, sample_steps, scale_to_total,
-                       step_plan)
+from .sampling import MODES, integrate_over_context, overhead_ms, plain_fit, sample_steps, scale_to_total, step_plan
 
-__all__ = ["HOST_GAP", "METHODS", "MODES", "KernelCapture", "Recorder", "integrate_over_context",
-           "kernel_sums_from_trace", "make_clock", "overhead_ms", "plain_fit", "sample_steps", "scale_to_total",
-           "step_plan", "trace_base_us"]
+__all__ = [
+    "HOST_GAP",
+    "METHODS",
+    "MODES",
+    "KernelCapture",
+    "Recorder",
+    "integrate_over_context",
+    "kernel_sums_from_trace",
+    "make_clock",
+    "overhead_ms",
+    "plain_fit",
+    "sample_steps",
+    "scale_to_total",
+    "step_plan",
+    "trace_base_us",
+]

@@ -85,10 +85,16 @@ def kernel_sums_from_trace(trace):
         ms = g.get("dur", 0) / 1e3
         phase_k[idx] += ms
         rng = _covering(ops, ostarts, ts, phases[i][0])
-        op = rng[2][len(OP_TAG):] if rng else None
+        op = rng[2][len(OP_TAG) :] if rng else None
         if op is not None:
             op_k[idx][op] += ms
         if COLLECTIVE_KERNEL in g.get("name", "").lower():
-            coll[idx].append(dict(op=op or "unattributed", kernel=g["name"][:60], start_us=g["ts"] + base,
-                                  end_us=g["ts"] + g.get("dur", 0) + base))
+            coll[idx].append(
+                dict(
+                    op=op or "unattributed",
+                    kernel=g["name"][:60],
+                    start_us=g["ts"] + base,
+                    end_us=g["ts"] + g.get("dur", 0) + base,
+                )
+            )
     return dict(phase_k), {k: dict(v) for k, v in op_k.items()}, dict(coll)

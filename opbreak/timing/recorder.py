@@ -257,9 +257,17 @@ class Recorder:
             self._prof_phases[len(self.steps)] = name
         else:
             self.op_ms[(name, UNATTRIBUTED)] += e2e - attributed
-        self.steps.append(dict(phase=name, step=step, context_len=context_len, e2e_ms=e2e,
-                               attributed_ms=attributed, instrumented=bool(self.enabled),
-                               mode=self.mode if self.enabled else "plain"))
+        self.steps.append(
+            dict(
+                phase=name,
+                step=step,
+                context_len=context_len,
+                e2e_ms=e2e,
+                attributed_ms=attributed,
+                instrumented=bool(self.enabled),
+                mode=self.mode if self.enabled else "plain",
+            )
+        )
         self.step_ops.append(per)
         self.clock.release(allstamps)
 
@@ -352,9 +360,11 @@ class Recorder:
             row["kernel_ms"] = kern
             self.step_ops[idx] = per
         self.meta["torch_profiler"] = dict(
-            kernel_ms_total=self.meta.get("torch_profiler", {}).get("kernel_ms_total", 0.0) + sum(phase_kernel.values()),
+            kernel_ms_total=self.meta.get("torch_profiler", {}).get("kernel_ms_total", 0.0)
+            + sum(phase_kernel.values()),
             host_gap="phase end to end minus GPU time of the kernels launched in it (GPU idle)",
-            unattributed="GPU time of kernels launched outside any op range")
+            unattributed="GPU time of kernels launched outside any op range",
+        )
 
     def export_trace(self, path):
         """Chrome trace (Perfetto) of the (first) profiled session; gzip when the path ends in .gz."""
@@ -388,8 +398,9 @@ class Recorder:
             return
         series = self._step_series(idx)
         all_steps = sorted([self.steps[i] for i in idx] + list(others), key=lambda s: s["step"])
-        est = integrate_over_context([self.steps[i]["context_len"] for i in idx], series,
-                                     [s["context_len"] for s in all_steps])
+        est = integrate_over_context(
+            [self.steps[i]["context_len"] for i in idx], series, [s["context_len"] for s in all_steps]
+        )
         e2e_all = sum(s["e2e_ms"] for s in all_steps)
         ov = overhead_ms(all_steps)
         added = sum(v["added_ms"] for v in ov.values() if v["steps"] and v["added_ms"] == v["added_ms"])
@@ -402,10 +413,15 @@ class Recorder:
         self._replace_steps(phase, all_steps)
         self.meta[f"{phase}_sample"] = dict(
             instrumented_steps=[int(s["step"]) for s in all_steps if s.get("mode") == "events"],
-            total_steps=total_steps, sampled=len(idx), e2e_ms_all_steps=e2e_all,
-            estimated_ms=sum(est.values()), scale=(e2e_all - ov_ms) / sum(est.values()) if sum(est.values()) else 1.0,
-            instrumentation_ms=ov_ms, overhead=ov,
-            method="least-squares line per op over context length, scaled to the measured phase minus overhead")
+            total_steps=total_steps,
+            sampled=len(idx),
+            e2e_ms_all_steps=e2e_all,
+            estimated_ms=sum(est.values()),
+            scale=(e2e_all - ov_ms) / sum(est.values()) if sum(est.values()) else 1.0,
+            instrumentation_ms=ov_ms,
+            overhead=ov,
+            method="least-squares line per op over context length, scaled to the measured phase minus overhead",
+        )
 
     def _step_series(self, idx):
         per = [dict(self.step_ops[i]) for i in idx]
@@ -438,12 +454,29 @@ class Recorder:
         for phase, op in sorted(keys, key=lambda k: (k[0], OPS.index(k[1]))):
             if (phase, op) in self.modeled:
                 calls, nbytes = self.modeled[(phase, op)]
-                rows.append(dict(phase=phase, op=op, time_ms=float("nan"), kernel_ms=float("nan"), calls=calls,
-                                 modeled=True, modeled_bytes=nbytes))
+                rows.append(
+                    dict(
+                        phase=phase,
+                        op=op,
+                        time_ms=float("nan"),
+                        kernel_ms=float("nan"),
+                        calls=calls,
+                        modeled=True,
+                        modeled_bytes=nbytes,
+                    )
+                )
             if (phase, op) in self.op_ms or (phase, op) in kernel_ms:
-                rows.append(dict(phase=phase, op=op, time_ms=self.op_ms.get((phase, op), 0.0),
-                                 kernel_ms=kernel_ms.get((phase, op), float("nan")),
-                                 calls=self.calls.get((phase, op), 0), modeled=False, modeled_bytes=0))
+                rows.append(
+                    dict(
+                        phase=phase,
+                        op=op,
+                        time_ms=self.op_ms.get((phase, op), 0.0),
+                        kernel_ms=kernel_ms.get((phase, op), float("nan")),
+                        calls=self.calls.get((phase, op), 0),
+                        modeled=False,
+                        modeled_bytes=0,
+                    )
+                )
         return rows
 
     def phase_closure(self):
@@ -451,7 +484,9 @@ class Recorder:
         out = {}
         for phase in {s["phase"] for s in self.steps}:
             e2e = sum(s["e2e_ms"] for s in self.steps if s["phase"] == phase)
-            named = sum(v for (p, op), v in self.op_ms.items() if p == phase and op not in (UNATTRIBUTED, INSTRUMENTATION))
+            named = sum(
+                v for (p, op), v in self.op_ms.items() if p == phase and op not in (UNATTRIBUTED, INSTRUMENTATION)
+            )
             out[phase] = dict(e2e_ms=e2e, attributed_ms=named, closure=named / e2e if e2e else float("nan"))
         return out
 
@@ -481,9 +516,17 @@ class KernelCapture(Recorder):
             ops = dict(op_kernel.get(idx, {}))
             kern = phase_kernel.get(idx, 0.0)
             ops[UNATTRIBUTED] = max(kern - sum(ops.values()), 0.0)
-            self.captured.append(dict(phase=phase, step=row["step"], context_len=row["context_len"],
-                                      e2e_ms=row["e2e_ms"], kernel_ms=kern, ops=ops,
-                                      collectives=collectives.get(idx, [])))
+            self.captured.append(
+                dict(
+                    phase=phase,
+                    step=row["step"],
+                    context_len=row["context_len"],
+                    e2e_ms=row["e2e_ms"],
+                    kernel_ms=kern,
+                    ops=ops,
+                    collectives=collectives.get(idx, []),
+                )
+            )
 
     def kernel_view(self, phase: str, ctx_all) -> dict:
         """(phase, op) -> GPU-busy ms over the steps at ``ctx_all``, fitted over context length."""
@@ -497,5 +540,8 @@ class KernelCapture(Recorder):
 
     def collective_rows(self):
         """One row per captured collective kernel: phase, step, context_len, call, op, kernel, start/end us."""
-        return [dict(phase=c["phase"], step=c["step"], context_len=c["context_len"], call=j, **k)
-                for c in self.captured for j, k in enumerate(c["collectives"])]
+        return [
+            dict(phase=c["phase"], step=c["step"], context_len=c["context_len"], call=j, **k)
+            for c in self.captured
+            for j, k in enumerate(c["collectives"])
+        ]
