@@ -16,7 +16,7 @@ import pandas as pd
 from .collectives import allreduce_terms, fit_alpha_beta, tp_scaling_explainer
 from .config import DTYPE_BYTES
 from .hardware import link_between, topology_from_nvidia_smi
-from .ops import PHASES
+from .ops import COLLECTIVE_OPS, MODEL_OPS, PHASES
 from .stats import ratio_ci
 from .theory import decode_step_costs, op_costs, roofline, theoretical_ratio, vanilla_gpt_flops
 
@@ -159,7 +159,7 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     return t[keep], ceil, link
 
 
-def op_repeat_times(ops_repeats, config, phase, op):
+def op_repeat_times(ops_repeats, config, phase, op, col="time_ms"):
     r = ops_repeats[
         (ops_repeats["config"] == config)
         & (ops_repeats["rank"] == 0)
@@ -167,7 +167,21 @@ def op_repeat_times(ops_repeats, config, phase, op):
         & (ops_repeats["op"] == op)
         & (~ops_repeats["modeled"])
     ]
-    return r["time_ms"].to_numpy(float)
+    return r[col].to_numpy(float) if col in r else np.array([])
+
+
+def pair_times(ops_repeats, a, b, phase, op):
+    """Per-repeat times of an op in both configs, in the view a roofline predicts where both have it.
+
+    GPU-busy (CUPTI ``kernel_ms``) for model ops whose kernels both configs captured: a roofline
+    times kernels, not the host; else the wall view (collectives: their kernels include the peer
+    wait; framework ops and configs without kernel steps).
+    """
+    if op in MODEL_OPS and op not in COLLECTIVE_OPS:
+        ka, kb = (op_repeat_times(ops_repeats, c, phase, op, "kernel_ms") for c in (a, b))
+        if len(ka) and len(kb) and np.isfinite(ka).all() and np.isfinite(kb).all() and (ka > 0).all():
+            return ka, kb, "gpu-busy"
+    return op_repeat_times(ops_repeats, a, phase, op), op_repeat_times(ops_repeats, b, phase, op), "wall"
 
 
 def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag):
@@ -182,13 +196,15 @@ def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag
             continue
         rb = tb.loc[(phase, op)]
         modeled = bool(ra["modeled"] or rb["modeled"])
+        time_a, time_b, view = ra["measured_ms"], rb["measured_ms"], "modeled"
         if modeled:
             sp, lo, hi = rb["measured_ms"] / ra["measured_ms"] if ra["measured_ms"] else math.nan, math.nan, math.nan
         else:
-            xa, xb = op_repeat_times(ops_repeats, a, phase, op), op_repeat_times(ops_repeats, b, phase, op)
+            xa, xb, view = pair_times(ops_repeats, a, b, phase, op)
             if len(xa) == 0 or len(xb) == 0 or np.median(xa) <= 0:
                 continue
             sp, lo, hi = ratio_ci(xa, xb)
+            time_a, time_b = (float(np.median(x)) for x in (xa, xb))
         ratio = theoretical_ratio(ra, rb, time_col="t_bound_ms")
         bound, resource, theo = ratio["bound"], ratio["resource_speedup"], ratio["roofline_speedup"]
         mot = sp / theo if theo and np.isfinite(theo) else math.nan
@@ -199,8 +215,9 @@ def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag
                 b=b,
                 phase=phase,
                 op=op,
-                time_a_ms=ra["measured_ms"],
-                time_b_ms=rb["measured_ms"],
+                view=view,
+                time_a_ms=time_a,
+                time_b_ms=time_b,
                 speedup=sp,
                 speedup_lo=lo,
                 speedup_hi=hi,
@@ -228,6 +245,7 @@ def pair_table(pair, theory: pd.DataFrame, ops_repeats, phase_totals, ratio_flag
                     b=b,
                     phase=phase,
                     op="end_to_end",
+                    view="wall",
                     time_a_ms=float(np.median(xa)),
                     time_b_ms=float(np.median(xb)),
                     speedup=sp,

@@ -150,7 +150,7 @@ def _pair_sentence(r, label, log: EvidenceLog, theory_ops: pd.DataFrame, allredu
         ci = f" (CI {log.cite('pairs', r, k, 'speedup_lo', 'x')}–{log.cite('pairs', r, k, 'speedup_hi', 'x')})"
     faster = "faster" if r["speedup"] >= 1 else "slower"
     what = "end-to-end" if r["op"] == "end_to_end" else op_code(r["op"])
-    mod = " (modeled)" if r["modeled"] else ""
+    mod = " (modeled)" if r["modeled"] else (" (GPU-busy)" if r.get("view") == "gpu-busy" else "")
     text = (
         f"{md_escape(label)}, {r['phase']} {what}{mod}: {bold(r['a'])} is {faster} than {bold(r['b'])}, "
         f"speedup {sp}{ci}"

@@ -300,6 +300,7 @@ def _pair_rows(q: pd.DataFrame) -> list[dict]:
         {
             "phase": r["phase"],
             "op": md_code(r["op"]) + (" (modeled)" if r["modeled"] else ""),
+            "view": md_escape(r.get("view", "wall")),
             "A ms": f_num(r["time_a_ms"]),
             "B ms": f_num(r["time_b_ms"]),
             "speedup": f_x(r["speedup"]),

@@ -236,8 +236,15 @@ def twin_sentences(t: dict, pairs_decl, emulated: set, log) -> list:
             f"({log.cite('pairs', r, ('a', 'b', 'phase', 'op'), 'time_b_ms', 'ms')} in the twin)"
             for _, r in off.iterrows()
         ]
+        if d.empty:
+            continue
+        worst = d.loc[(d["speedup"] - 1).abs().idxmax()]
+        worst_txt = (
+            f"`{worst['op']}` {log.cite('pairs', worst, ('a', 'b', 'phase', 'op'), 'speedup', 'x')}, "
+            f"{worst['view']} view"
+        )
         verdict = (
-            "every prefill compute op agrees within 3 %"
+            f"every prefill compute op agrees within 3 % (furthest: {worst_txt})"
             if not cite
             else f"{len(d) - len(off)} of {len(d)} prefill compute ops agree within 3 %; outside it: "
             + ", ".join(cite)
