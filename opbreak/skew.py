@@ -21,6 +21,20 @@ import pandas as pd
 from .timing import integrate_over_context
 
 CALL_KEY = ["config", "repeat", "phase", "step", "call"]
+# one row per config, repeat, rank, phase (what phase_totals returns)
+TOTALS_COLUMNS = [
+    "config",
+    "repeat",
+    "rank",
+    "phase",
+    "captured_steps",
+    "steps",
+    "calls",
+    "wait_ms",
+    "transfer_ms",
+    "wait_per_call_us",
+    "transfer_per_call_us",
+]
 SPLIT_COLUMNS = [
     "config",
     "repeat",
@@ -92,17 +106,5 @@ def phase_totals(calls: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
         )
     return pd.DataFrame(
         rows,
-        columns=[
-            "config",
-            "repeat",
-            "rank",
-            "phase",
-            "captured_steps",
-            "steps",
-            "calls",
-            "wait_ms",
-            "transfer_ms",
-            "wait_per_call_us",
-            "transfer_per_call_us",
-        ],
+        columns=TOTALS_COLUMNS,
     )

@@ -17,52 +17,10 @@ import math
 import pandas as pd
 
 from ..ops import COLLECTIVE_OPS, OPS
+from ..views import COLUMNS
 from .markdown import bold, f_ms, f_num, f_pct, md_escape, md_table
 
-DECODE_TABLES = {
-    "rank_ops": ("rank_ops.csv", ["config", "rank", "phase", "op", "wall_ms", "kernel_ms", "repeats", "host_ms"]),
-    "collectives": (
-        "collectives.csv",
-        [
-            "config",
-            "rank",
-            "phase",
-            "captured_steps",
-            "steps",
-            "calls",
-            "wait_ms",
-            "transfer_ms",
-            "wait_per_call_us",
-            "transfer_per_call_us",
-        ],
-    ),
-    "phase_split": (
-        "phase_split.csv",
-        [
-            "config",
-            "rank",
-            "phase",
-            "repeats",
-            "wall_ms",
-            "steps",
-            "compute_ms",
-            "transfer_ms",
-            "wait_ms",
-            "wait_capped",
-            "host_idle_ms",
-            "wall_per_step_ms",
-            "compute_per_step_ms",
-            "transfer_per_step_ms",
-            "wait_per_step_ms",
-            "host_idle_per_step_ms",
-            "compute_share",
-            "transfer_share",
-            "wait_share",
-            "host_idle_share",
-        ],
-    ),
-    "capture_cost": ("capture_cost.csv", ["config", "rank", "phase", "repeats", "events_overhead", "kernels_overhead"]),
-}
+DECODE_TABLES = {name: (f"{name}.csv", cols) for name, cols in COLUMNS.items()}  # results/aggregate/
 DECODE_BOOL_COLS = ("wait_capped",)
 PARTS = ("compute", "transfer", "wait", "host_idle")
 PART_LABELS = {
