@@ -93,3 +93,28 @@ def test_profiler_trace_join_counts_driver_launched_kernels():
     assert phase == {3: 4.5}
     assert ops == {3: {"attn_norm": 1.0, "ffn": 3.0}}
     assert coll == {}  # no NCCL kernel in this trace
+
+
+def test_torch_profiler_on_cpu_runs_and_records_no_negative_time():
+    """The torch_profiler method and a KernelCapture session run on a CPU torch backend step: no GPU, so no
+    kernel time, but phases, calls and the trace parse work and nothing is negative."""
+    import torch
+
+    from opbreak.timing import KernelCapture
+
+    rec = Recorder("torch_profiler")
+    with rec.session():
+        with rec.phase("decode", step=0, context_len=10):
+            with rec.op("ffn"):
+                torch.ones(64, 64) @ torch.ones(64, 64)
+    rows = rec.op_rows()
+    assert rows and all(r["time_ms"] >= 0 for r in rows if r["time_ms"] == r["time_ms"])
+    assert rec.calls[("decode", "ffn")] == 1
+    kcap = KernelCapture()
+    for step in range(2):
+        with kcap.session(), kcap.phase("decode", step=step, context_len=10 + step):
+            with kcap.op("attention"):
+                torch.ones(32, 32).sum()
+    assert [c["step"] for c in kcap.captured] == [0, 1]
+    assert all(c["kernel_ms"] == 0.0 and c["collectives"] == [] for c in kcap.captured)  # CPU: no kernels
+    assert kcap.kernel_view("decode", [10, 11, 12]) == {("decode", "unattributed"): 0.0}

@@ -99,6 +99,8 @@ def make_clock(method: str):
     if method in ("cuda_events", "torch_profiler"):
         import torch
 
+        if method == "torch_profiler" and not torch.cuda.is_available():
+            return _HostClock()  # the profiler on a CPU run: phases on the host clock
         return _CudaClock(torch, prealloc=4096 if method == "cuda_events" else 8)
     raise ValueError(f"unknown timing method {method!r}; use one of {METHODS}")
 
