@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 import time
 from datetime import timedelta
@@ -29,6 +28,8 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
+
+from .io import free_port
 
 
 # --------------------------------------------------------------------------- model
@@ -129,13 +130,6 @@ def fit_alpha_beta(sizes_bytes, times_s, n: int) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- sweep
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, backend, device, timeout_s, out_path):
     """One rank of the sweep, timed the way nccl-tests times it.
 
@@ -244,7 +238,7 @@ def allreduce_sweep(
             _sweep_worker,
             args=(
                 world_size,
-                _free_port(),
+                free_port(),
                 sizes,
                 iters,
                 warmup,

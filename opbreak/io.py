@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -37,3 +38,10 @@ def read_measured(paths, columns, configs) -> pd.DataFrame:
     frames = [pd.read_csv(p) for p in paths]
     frames = [f for f in frames if len(f) and f["config"].iloc[0] in configs]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (where spawned ranks meet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -24,13 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import provenance, transport
-from .io import atomic_write_text, write_csv_atomic
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .io import atomic_write_text, free_port, write_csv_atomic
 
 
 def _rank_main(rank, world, spec, port, outdir):

@@ -41,3 +41,11 @@ LAYER_OPS = (
     "ffn",
 )
 COLLECTIVE_OPS = ("all_reduce", "logits_gather")
+
+
+def order_ops(ops) -> list:
+    """Ops in the model's order (OPS), then any others alphabetically: every table and legend."""
+    return [o for o in OPS if o in set(ops)] + sorted(set(ops) - set(OPS))
+
+
+PHASE_OF = {p: i for i, p in enumerate(PHASES)}  # prefill before decode, not alphabetical

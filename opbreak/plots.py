@@ -10,7 +10,6 @@ report always renders.
 
 from __future__ import annotations
 
-import inspect
 import math
 from pathlib import Path
 
@@ -23,10 +22,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .ops import OPS, PHASES  # noqa: E402
-from .stats import bootstrap_ci  # noqa: E402
+from .ops import OPS, PHASES, order_ops  # noqa: E402
+from .stats import CI_PCT  # noqa: E402
 
-CI = f"{100 * inspect.signature(bootstrap_ci).parameters['level'].default:.0f}% CI"
+CI = f"{CI_PCT} CI"
 
 # Fixed palette: the dominant ops of the seed (ffn, all_reduce, attention,
 # qkv_proj) get the strongest, most distinct hues; framework time is grey.
@@ -88,11 +87,6 @@ def _no_data(ax, what="no data"):
 def _short(text: str, n: int = 40) -> str:
     text = str(text)
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _op_order(ops):
-    known = [o for o in OPS if o in set(ops)]
-    return known + sorted(set(ops) - set(OPS))
 
 
 # --------------------------------------------------------------------------- pies
@@ -166,7 +160,7 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
         ax.set_title(title, fontsize=11)
         ax.set_aspect("equal")
         if small:
-            names = _wrap(", ".join(_op_order([tt[0] for tt in small])), 44)
+            names = _wrap(", ".join(order_ops([tt[0] for tt in small])), 44)
             ax.text(
                 0.5,
                 -0.04,
@@ -178,7 +172,7 @@ def pie_config(ops_summary: pd.DataFrame, modeled: pd.DataFrame, config: str, pa
                 color="#444444",
             )
         legend_ops += [tt[0] for tt in big if tt[0] not in legend_ops]
-    handles = [Patch(facecolor=op_color(o), edgecolor="white", label=o) for o in _op_order(legend_ops)]
+    handles = [Patch(facecolor=op_color(o), edgecolor="white", label=o) for o in order_ops(legend_ops)]
     handles.append(Patch(facecolor=OTHER_COLOR, edgecolor="#bbbbbb", label="other (listed under the pie)"))
     if any_modeled:
         handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="//", label="modeled (theory time)"))
@@ -210,7 +204,7 @@ def pair_bars(ops_summary: pd.DataFrame, a: str, b: str, label: str, path):
         if d.empty:
             _no_data(ax, f"{phase}: no data")
             continue
-        ops = _op_order(d["op"].unique())
+        ops = order_ops(d["op"].unique())
         y = np.arange(len(ops))
         h = 0.38
         for cfg, off, hatch, alpha in [(a, -h / 2, None, 1.0), (b, h / 2, "///", 0.55)]:
@@ -270,7 +264,7 @@ def pair_speedup(pairs: pd.DataFrame, label: str, a: str, b: str, path):
         if p.empty:
             _no_data(ax, f"{phase}: no comparable ops")
             continue
-        ops = _op_order([o for o in p["op"].unique() if o != "end_to_end"])
+        ops = order_ops([o for o in p["op"].unique() if o != "end_to_end"])
         if "end_to_end" in set(p["op"]):
             ops = ["end_to_end"] + ops
         p = p.drop_duplicates("op").set_index("op").loc[ops]
@@ -437,7 +431,7 @@ def _op_grid(d: pd.DataFrame, configs, value: str, extra: str):
     )
     cols = list(dict.fromkeys(d.sort_values("_o")["col"]))
     piv = d.pivot_table(index="op", columns="col", values=value, aggfunc="first")
-    piv = piv.reindex(index=_op_order(piv.index), columns=cols)
+    piv = piv.reindex(index=order_ops(piv.index), columns=cols)
     other = d.pivot_table(index="op", columns="col", values=extra, aggfunc="first").reindex(
         index=piv.index, columns=cols
     )
@@ -612,7 +606,7 @@ def roofline(theory_ops: pd.DataFrame, ceilings: pd.DataFrame, configs, path):
         ax.grid(alpha=0.3, which="both", lw=0.4)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower right")
-    handles = [Patch(facecolor=op_color(o), edgecolor="black", label=o) for o in _op_order(used_ops)]
+    handles = [Patch(facecolor=op_color(o), edgecolor="black", label=o) for o in order_ops(used_ops)]
     handles += [
         plt.Line2D(
             [],

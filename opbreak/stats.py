@@ -13,9 +13,11 @@ import pandas as pd
 from scipy import stats as sps
 
 MAD_Z = 3.5  # modified z-score cut (Iglewicz & Hoaglin)
+CI_LEVEL = 0.95  # every confidence interval the tool prints
+CI_PCT = f"{100 * CI_LEVEL:.0f}%"
 
 
-def bootstrap_ci(x, stat=np.median, level=0.95, n_resamples=2000, seed=0):
+def bootstrap_ci(x, stat=np.median, level=CI_LEVEL, n_resamples=2000, seed=0):
     """Percentile bootstrap CI of ``stat`` (scipy); NaNs when fewer than 2 values."""
     x = np.asarray(x, dtype=float)
     if len(x) < 2 or np.all(x == x[0]):

@@ -15,6 +15,7 @@ Modules:
 - :mod:`.figures`, :mod:`.rendering`: figures, the template and the written report.
 """
 
+from ..stats import CI_PCT
 from .conclusions import disagreements, dominant_ops, generate_conclusions
 from .context import SECTIONS, ReportData, build_context, op_table
 from .evidence import KEYS, Evidence, EvidenceLog, Sentence
@@ -22,7 +23,7 @@ from .figures import figure_plan, make_figures
 from .markdown import FORMATS, f_ci, f_int, f_ms, f_num, f_pct, f_sci, f_x, md_code, md_escape, md_table, slug
 from .methods import methods
 from .rendering import environment, render
-from .tables import CI_PCT, TABLE_PATHS, TABLES, TARGET_PCT, normalize, read_tables
+from .tables import TABLE_PATHS, TABLES, TARGET_PCT, normalize, read_tables
 
 __all__ = [
     "CI_PCT",

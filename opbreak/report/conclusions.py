@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..ops import OPS, PHASES
+from ..ops import OPS, PHASE_OF, PHASES, order_ops
 from .evidence import KEYS, EvidenceLog, Sentence
 from .markdown import bold, finite, join_words, md_escape, op_code
-from .tables import NOT_OPS, PHASE_OF, order_ops
+from .tables import NOT_OPS
 
 
 def dominant_ops(ops_summary: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..ops import PHASES
+from ..stats import CI_PCT
 from .conclusions import disagreements, dominant_ops, generate_conclusions
 from .decode import decode_context
 from .evidence import EvidenceLog
@@ -33,7 +34,7 @@ from .markdown import (
 )
 from .methods import methods
 from .predict import predict_context, predicted_configs
-from .tables import CI_PCT, NOT_OPS, TABLE_PATHS, TARGET_PCT, phase_sort
+from .tables import NOT_OPS, TABLE_PATHS, TARGET_PCT, phase_sort
 
 
 @dataclass

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..ops import COLLECTIVE_OPS, OPS
 from ..views import COLUMNS
-from .markdown import bold, f_ms, f_num, f_pct, md_escape, md_table
+from .markdown import bold, f_ms, f_num, f_pct, finite, md_escape, md_table
 
 DECODE_TABLES = {name: (f"{name}.csv", cols) for name, cols in COLUMNS.items()}  # results/aggregate/
 DECODE_BOOL_COLS = ("wait_capped",)
@@ -50,7 +50,7 @@ def split_table(med: pd.DataFrame, configs, phase: str) -> pd.DataFrame:
     rows = []
     for cfg in configs:
         for _, r in med[(med["config"] == cfg) & (med["phase"] == phase)].iterrows():
-            if not _finite(r["compute_ms"]):
+            if not finite(r["compute_ms"]):
                 continue
             row = {"config": md_escape(cfg), "rank": int(r["rank"]), "wall / step": _fmt(r["wall_per_step_ms"])}
             for p in PARTS:
@@ -103,13 +103,6 @@ def collectives_table(t: dict, configs) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-def _finite(v) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
 
 
 # ----------------------------------------------------------------------------- sentences
@@ -223,7 +216,7 @@ def model_sentences(t: dict, configs, log) -> list:
     for cfg in configs:
         ph = ar[(ar["config"] == cfg) & (ar["kind"] == "phase") & (ar["phase"] == "prefill")]
         c0 = co[(co["config"] == cfg) & (co["phase"] == "prefill") & (co["rank"] == 0)]
-        if ph.empty or c0.empty or not _finite(ph["measured_ms"].iloc[0]):
+        if ph.empty or c0.empty or not finite(ph["measured_ms"].iloc[0]):
             continue
         r, c = ph.iloc[0], c0.iloc[0]
         transfer_ms = c["transfer_per_call_us"] / 1e3
@@ -264,7 +257,7 @@ def overhead_sentences(t: dict, configs, trace) -> list:
         return out
     for cfg in configs:
         d = cc[(cc["config"] == cfg) & (cc["phase"] == "decode") & (cc["rank"] == 0)]
-        if d.empty or not _finite(d["events_overhead"].iloc[0]):
+        if d.empty or not finite(d["events_overhead"].iloc[0]):
             continue
         r = d.iloc[0]
         ev, kern = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from ..ops import order_ops
 from .markdown import f_num, fence, md_code, md_escape
-from .tables import order_ops
 
 
 def methods(t: dict, configs) -> list[dict]:

@@ -9,12 +9,10 @@ seed_claims.csv. report.py calls :func:`predict_context` and :func:`predict_figu
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from ..ops import PHASES
-from .markdown import bold, f_ms, f_num, f_pct, f_x, md_code, md_escape, md_table
+from .markdown import bold, f_ms, f_num, f_pct, f_x, finite, md_code, md_escape, md_table
 
 _STATS = [
     "config",
@@ -245,11 +243,6 @@ def quotes_table(t: dict) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- sentences
-def _finite(v) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
 
 
 def phase_sentences(t: dict, configs, trace) -> list:
@@ -259,7 +252,7 @@ def phase_sentences(t: dict, configs, trace) -> list:
     ph = t["predicted_phases"]
     for cfg in configs:
         d = ph[ph["config"] == cfg]
-        if not d["measured_ms"].map(_finite).any():  # prediction only: one short sentence
+        if not d["measured_ms"].map(finite).any():  # prediction only: one short sentence
             parts = [
                 f"{r['phase']} {trace.cite('predicted_phases', r, K_PHASE, 'predicted_ms', 'ms')}"
                 for _, r in d.iterrows()
@@ -271,11 +264,11 @@ def phase_sentences(t: dict, configs, trace) -> list:
         for _, r in d.iterrows():
             pred = trace.cite("predicted_phases", r, K_PHASE, "predicted_ms", "ms")
             text = f"{bold(cfg)} {r['phase']}: predicted {pred}"
-            if _finite(r["measured_ms"]):
+            if finite(r["measured_ms"]):
                 meas = trace.cite("predicted_phases", r, K_PHASE, "measured_ms", "ms")
                 ratio = trace.cite("predicted_phases", r, K_PHASE, "predicted_over_measured", "num")
                 text += f" against {meas} measured (predicted/measured {ratio})"
-                if r["phase"] == "decode" and _finite(r["host_bound_share"]):
+                if r["phase"] == "decode" and finite(r["host_bound_share"]):
                     hb = trace.cite("predicted_phases", r, K_PHASE, "host_bound_share", "pct")
                     text += (
                         f"; {hb} of the measured decode is host-bound (framework time and ops far under "
@@ -298,7 +291,7 @@ def pair_sentences(t: dict, pairs_decl, trace) -> list:
         parts = [
             f"{r['phase']} {trace.cite('predicted_pairs', r, K_PAIR, 'predicted_speedup', 'x')}"
             for _, r in d.iterrows()
-            if _finite(r["predicted_speedup"])
+            if finite(r["predicted_speedup"])
         ]
         if parts:
             out.append(
@@ -314,14 +307,14 @@ def claim_sentences(t: dict, trace) -> list:
 
     out = []
     for _, r in t["seed_claims"].iterrows():
-        if r["kind"] == "dominant_op" or not _finite(r["seed_value"]):
+        if r["kind"] == "dominant_op" or not finite(r["seed_value"]):
             continue
         seed = trace.cite("seed_claims", r, K_CLAIM, "seed_value", "num")
         text = f"{md_code(r['id'])}: the seed reports {seed}"
-        if _finite(r["predicted_value"]):
+        if finite(r["predicted_value"]):
             pred = trace.cite("seed_claims", r, K_CLAIM, "predicted_value", "num")
             text += f"; predicted for the seed's configs {pred} ({_verdict(r['predicted_agrees'])})"
-        if _finite(r["analogue_value"]):
+        if finite(r["analogue_value"]):
             an = trace.cite("seed_claims", r, K_CLAIM, "analogue_value", "num")
             text += f"; the nearest measured analogue gives {an} ({_verdict(r['analogue_agrees'])})"
         out.append(trace.sentence(text + ".", topic="seed"))

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..ops import FRAMEWORK_OPS, OPS, PHASES, UNATTRIBUTED
-from ..stats import bootstrap_ci, repeats_for_ci
+from ..ops import FRAMEWORK_OPS, PHASE_OF, UNATTRIBUTED
+from ..stats import repeats_for_ci
 from .decode import DECODE_BOOL_COLS, DECODE_TABLES
 from .predict import PREDICT_TABLES, PREDICT_TEXT_COLS
 
@@ -147,7 +147,6 @@ TEXT_COLS = (
     "error",
     "path",
 ) + PREDICT_TEXT_COLS
-PHASE_OF = {p: i for i, p in enumerate(PHASES)}
 
 
 def _default(fn, name):
@@ -155,7 +154,6 @@ def _default(fn, name):
 
 
 # The statistics' own settings, so no level or target is typed into the report.
-CI_PCT = f"{100 * _default(bootstrap_ci, 'level'):.0f}%"
 TARGET_PCT = f"{100 * _default(repeats_for_ci, 'rel_halfwidth'):.0f}%"
 NOT_OPS = set(FRAMEWORK_OPS) | {UNATTRIBUTED}
 
@@ -216,8 +214,3 @@ def _read_provenance(p) -> list:
 def phase_sort(df):
     """Rows in phase order (prefill before decode), not alphabetical."""
     return df.assign(_p=df["phase"].map(PHASE_OF)).sort_values(["_p"]).drop(columns="_p")
-
-
-def order_ops(ops):
-    """Ops in the model's order (OPS), then any others alphabetically."""
-    return [o for o in OPS if o in set(ops)] + sorted(set(ops) - set(OPS))
