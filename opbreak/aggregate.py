@@ -132,6 +132,7 @@ def empty_tables(failures: pd.DataFrame) -> dict:
     """
     out = {k: pd.DataFrame(columns=cols) for k, cols in EMPTY_COLUMNS.items()}
     out["ops_repeats"]["modeled"] = out["ops_repeats"]["modeled"].astype(bool)
+    out["steps_all"] = pd.DataFrame(columns=["rank", *EMPTY_COLUMNS["steps"]])
     return dict(out, provenance=[], failures=failures)
 
 

@@ -251,7 +251,7 @@ def test_measured_config_sentences_cite_every_number():
     from test_report import NUM
 
     from opbreak import report as rep
-    from opbreak import report_predict as RP
+    from opbreak.report import predict as RP
 
     ph = pd.DataFrame(
         [
@@ -287,7 +287,7 @@ def test_measured_config_sentences_cite_every_number():
             ),
         ]
     )
-    trace = rep.Trace()
+    trace = rep.EvidenceLog()
     out = RP.phase_sentences({"predicted_phases": ph}, ["m", "p"], trace)
     assert len(out) == 3 and "not measured" in out[-1].text and "host-bound" in out[1].text
     for s in out:

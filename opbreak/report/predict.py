@@ -1,10 +1,10 @@
 """Report sections of predict mode: predictions per config and "the seed, reproduced".
 
-Why a module of its own: report.py renders what was measured; this renders what was
+Why a module of its own: the other sections render what was measured; this renders what was
 predicted, in separate tables, columns, figures (hatched) and sentences, so a reader
 can never take one for the other. Every number in a sentence goes through the report's
 :class:`~opbreak.report.evidence.EvidenceLog` and so is a cell of results/theory/predicted*.csv or
-seed_claims.csv. report.py calls :func:`predict_context` and :func:`predict_figures`.
+seed_claims.csv. The report calls :func:`predict_context` and :func:`predict_figures`.
 """
 
 from __future__ import annotations
