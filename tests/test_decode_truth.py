@@ -198,3 +198,24 @@ def test_decode_tables_of_a_cpu_run_have_no_kernel_view_and_nothing_negative():
             num = df.select_dtypes("number")
             assert not (num < 0).any().any()
     assert math.isnan(t["rank_ops"]["host_ms"].iloc[0])
+
+
+def test_a_pair_across_hosts_is_flagged_when_decode_is_host_bound():
+    from opbreak.report.decode import HOST_BOUND, host_flags
+
+    prov = [
+        dict(config="a", host="h1", host_after=dict(cpu_model="Xeon A")),
+        dict(config="b", host="h2", host_after=dict(cpu_model="EPYC B")),
+    ]
+    ps = pd.DataFrame(
+        [
+            dict(config=c, rank=0, phase="decode", host_idle_share=share)
+            for c, share in (("a", HOST_BOUND + 0.1), ("b", 0.05))
+        ]
+    )
+    pairs = [dict(a="a", b="b")]
+    assert len(host_flags(dict(provenance=prov, phase_split=ps), pairs)) == 1
+    ps["host_idle_share"] = 0.05  # GPU-bound decode: the host does not set the pace, no flag
+    assert host_flags(dict(provenance=prov, phase_split=ps), pairs) == []
+    same = [dict(p, host="h1", host_after=dict(cpu_model="Xeon A")) for p in prov]
+    assert host_flags(dict(provenance=same, phase_split=ps.assign(host_idle_share=0.9)), pairs) == []
