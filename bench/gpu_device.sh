@@ -2,7 +2,7 @@
 # Stages run on a GPU host from the repo root:  bash bench/gpu_device.sh STAGE...
 # Wheels in .whl/ (lightllm, rpyc, plumbum, pyzmq, snakemake and its dependencies; README "On GPUs")
 # are installed into /tmp/site first. GPU studies run through snakemake, as a user runs them.
-# Stages: info test smoke2 studyA studyB report. Results land in $OUT as tarballs.
+# Stages: info test smoke1 (one GPU) smoke2 (two GPUs) studyA studyB. Results land in $OUT as tarballs.
 set -o pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/opbreak-out}; mkdir -p "$OUT"
@@ -26,6 +26,9 @@ for stage in "$@"; do
             for c in results/measure/s-*/rep0; do echo "--- $c"; wc -l $c/*.csv | head -4; done
             grep -h "nccl_used" -A3 results/measure/s-tp2*/rep0/provenance.json | head -12
             tar czf "$OUT/smoke2.tgz" results logs report;;
+    smoke1) CFG=bench/gpu_smoke2.yaml smk results/measure/s-tp1/rep0/ops.csv results/measure/s-etp2/rep0/ops.csv 2>&1 | tail -4
+            for c in results/measure/s-tp1/rep0 results/measure/s-etp2/rep0; do echo "--- $c"; tail -2 logs/measure/${c#results/measure/}.log 2>/dev/null
+              python3 -c "import pandas as pd; d=pd.read_csv('$c/ops.csv'); print(d[d.phase=='decode'][['op','time_ms','kernel_ms']].round(1).to_string(index=False))"; done;;
     studyA) CFG=$STUDY smk $(targets $A) 2>&1 | tail -8
             tar czf "$OUT/studyA.tgz" results/measure results/specs logs .snakemake/metadata;;
     studyB) CFG=$STUDY timeout ${STUDY_TIMEOUT:-540} python3 -m snakemake report/all.md --profile profiles/local \
