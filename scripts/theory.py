@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from opbreak import contract
 from opbreak.hardware import load_catalog
 from opbreak.io import write_csv_atomic
 from opbreak.predict import build_predictions
@@ -36,6 +37,7 @@ tables = build(
     snakemake.params.ratio_flag,
 )
 for key in ("ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings"):
+    contract.check("theory_ops" if key == "ops" else key, tables[key])
     write_csv_atomic(tables[key], snakemake.output[key])
 predicted = build_predictions(
     tables["ops"],
@@ -48,4 +50,5 @@ predicted = build_predictions(
     snakemake.params.ratio_flag,
 )
 for key in ("predicted", "predicted_phases", "predicted_pairs", "efficiencies", "seed_claims"):
+    contract.check(key, predicted[key])
     write_csv_atomic(predicted[key], snakemake.output[key])

@@ -20,8 +20,6 @@ from ..ops import COLLECTIVE_OPS, OPS
 from ..views import COLUMNS
 from .markdown import bold, f_ms, f_num, f_pct, finite, md_escape, md_table
 
-DECODE_TABLES = {name: (f"{name}.csv", cols) for name, cols in COLUMNS.items()}  # results/aggregate/
-DECODE_BOOL_COLS = ("wait_capped",)
 PARTS = ("compute", "transfer", "wait", "host_idle")
 PART_LABELS = {
     "compute": "GPU busy: compute kernels",
@@ -36,7 +34,7 @@ HOST_BOUND = 0.3  # a phase whose GPU idles for the host this share of the time 
 def split_medians(t: dict) -> pd.DataFrame:
     """The phase split (already medians over repeats, per config, rank, phase)."""
     ps = t.get("phase_split")
-    return ps if ps is not None else pd.DataFrame(columns=DECODE_TABLES["phase_split"][1])
+    return ps if ps is not None else pd.DataFrame(columns=COLUMNS["phase_split"])
 
 
 def _fmt(v, unit="ms"):

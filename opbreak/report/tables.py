@@ -14,139 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..contract import BOOL_COLS, TABLES, TEXT_COLS, THEORY_TABLES
 from ..ops import FRAMEWORK_OPS, PHASE_OF, UNATTRIBUTED
 from ..stats import repeats_for_ci
-from .decode import DECODE_BOOL_COLS, DECODE_TABLES
-from .predict import PREDICT_TABLES, PREDICT_TEXT_COLS
 
-STATS_COLS = [
-    "n",
-    "median_ms",
-    "mean_ms",
-    "std_ms",
-    "iqr_ms",
-    "cv",
-    "ci_lo_ms",
-    "ci_hi_ms",
-    "n_outliers",
-    "unstable",
-    "repeats_for_5pct",
-]
-TABLES = {
-    "ops_summary": (
-        "ops_summary.csv",
-        [
-            "config",
-            "phase",
-            "op",
-            *STATS_COLS,
-            "calls",
-            "modeled",
-            "modeled_bytes",
-            "phase_median_ms",
-            "share",
-            "layer_scale",
-        ],
-    ),
-    "phase_summary": ("phase_summary.csv", ["config", "phase", *STATS_COLS]),
-    "phase_totals": ("phase_totals.csv", ["config", "repeat", "phase", "e2e_ms", "steps", "phase_added_ms"]),
-    "ops_repeats": ("ops_repeats.csv", ["config", "repeat", "rank", "phase", "op", "time_ms", "calls", "modeled"]),
-    "steps": ("steps.csv", ["config", "repeat", "phase", "step", "context_len", "e2e_ms"]),
-    "theory_ops": (
-        "ops.csv",
-        [
-            "config",
-            "phase",
-            "op",
-            "flops",
-            "bytes",
-            "comm_bytes",
-            "calls_theory",
-            "intensity",
-            "t_compute_ms",
-            "t_memory_ms",
-            "t_link_ms",
-            "t_bound_ms",
-            "bound",
-            "measured_ms",
-            "modeled",
-            "achieved_tflops",
-            "achieved_GBps",
-            "efficiency",
-            "peak_tflops",
-            "mem_bw_GBps",
-            "link_GBps",
-        ],
-    ),
-    "pairs": (
-        "pairs.csv",
-        [
-            "label",
-            "a",
-            "b",
-            "phase",
-            "op",
-            "view",
-            "time_a_ms",
-            "time_b_ms",
-            "speedup",
-            "speedup_lo",
-            "speedup_hi",
-            "bound",
-            "resource_ratio",
-            "theory_speedup",
-            "measured_over_theory",
-            "flagged",
-            "modeled",
-        ],
-    ),
-    "failures": ("failures.csv", ["config", "repeat", "error", "path"]),
-    "vanilla": ("vanilla_vs_exact.csv", ["model", "component", "vanilla_flops", "exact_flops", "ratio"]),
-    "allreduce": (
-        "allreduce.csv",
-        [
-            "config",
-            "kind",
-            "n",
-            "size_bytes",
-            "measured_ms",
-            "model_ms",
-            "alpha_us",
-            "bw_GBps",
-            "source",
-            "t_latency_ms",
-            "t_bandwidth_ms",
-            "phase",
-        ],
-    ),
-    "decode_steps": ("decode_steps.csv", ["config", "step", "context_len", "t_bound_ms", "measured_ms"]),
-    "ceilings": ("ceilings.csv", ["config", "gpu", "peak_tflops", "mem_bw_GBps", "link_GBps", "source"]),
-}
-TABLES.update(PREDICT_TABLES)  # predict mode: results/theory/predicted*.csv, efficiencies.csv, seed_claims.csv
-TABLES.update(DECODE_TABLES)  # decode truth: results/aggregate/{rank_ops,collectives,phase_split,capture_cost}.csv
 # File shown in evidence rows (relative to the repository root).
-THEORY_TABLES = ("theory_ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings", *PREDICT_TABLES)
 TABLE_PATHS = {
     k: ("results/theory/" if k in THEORY_TABLES else "results/aggregate/") + f for k, (f, _) in TABLES.items()
 }
-BOOL_COLS = ("unstable", "modeled", "flagged") + DECODE_BOOL_COLS
-TEXT_COLS = (
-    "config",
-    "phase",
-    "op",
-    "view",
-    "label",
-    "a",
-    "b",
-    "bound",
-    "model",
-    "component",
-    "kind",
-    "source",
-    "gpu",
-    "error",
-    "path",
-) + PREDICT_TEXT_COLS
 
 
 def _default(fn, name):

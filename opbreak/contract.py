@@ -1,0 +1,250 @@
+"""The table contract: every CSV the aggregate and theory steps write and the report reads.
+
+One home for each table's file name and required columns (``TABLES``), which columns are
+flags or text, and which step writes it. The aggregate and theory scripts :func:`check` every
+table before they write it; the report reads through the same names (:mod:`opbreak.report.tables`).
+"""
+
+from __future__ import annotations
+
+from .views import COLUMNS as DECODE_COLUMNS
+
+STATS_COLS = [
+    "n",
+    "median_ms",
+    "mean_ms",
+    "std_ms",
+    "iqr_ms",
+    "cv",
+    "ci_lo_ms",
+    "ci_hi_ms",
+    "n_outliers",
+    "unstable",
+    "repeats_for_5pct",
+]
+TABLES = {
+    "ops_summary": (
+        "ops_summary.csv",
+        [
+            "config",
+            "phase",
+            "op",
+            *STATS_COLS,
+            "calls",
+            "modeled",
+            "modeled_bytes",
+            "phase_median_ms",
+            "share",
+            "layer_scale",
+        ],
+    ),
+    "phase_summary": ("phase_summary.csv", ["config", "phase", *STATS_COLS]),
+    "phase_totals": ("phase_totals.csv", ["config", "repeat", "phase", "e2e_ms", "steps", "phase_added_ms"]),
+    "ops_repeats": ("ops_repeats.csv", ["config", "repeat", "rank", "phase", "op", "time_ms", "calls", "modeled"]),
+    "steps": ("steps.csv", ["config", "repeat", "phase", "step", "context_len", "e2e_ms"]),
+    "theory_ops": (
+        "ops.csv",
+        [
+            "config",
+            "phase",
+            "op",
+            "flops",
+            "bytes",
+            "comm_bytes",
+            "calls_theory",
+            "intensity",
+            "t_compute_ms",
+            "t_memory_ms",
+            "t_link_ms",
+            "t_bound_ms",
+            "bound",
+            "measured_ms",
+            "modeled",
+            "achieved_tflops",
+            "achieved_GBps",
+            "efficiency",
+            "peak_tflops",
+            "mem_bw_GBps",
+            "link_GBps",
+        ],
+    ),
+    "pairs": (
+        "pairs.csv",
+        [
+            "label",
+            "a",
+            "b",
+            "phase",
+            "op",
+            "view",
+            "time_a_ms",
+            "time_b_ms",
+            "speedup",
+            "speedup_lo",
+            "speedup_hi",
+            "bound",
+            "resource_ratio",
+            "theory_speedup",
+            "measured_over_theory",
+            "flagged",
+            "modeled",
+        ],
+    ),
+    "failures": ("failures.csv", ["config", "repeat", "error", "path"]),
+    "vanilla": ("vanilla_vs_exact.csv", ["model", "component", "vanilla_flops", "exact_flops", "ratio"]),
+    "allreduce": (
+        "allreduce.csv",
+        [
+            "config",
+            "kind",
+            "n",
+            "size_bytes",
+            "measured_ms",
+            "model_ms",
+            "alpha_us",
+            "bw_GBps",
+            "source",
+            "t_latency_ms",
+            "t_bandwidth_ms",
+            "phase",
+        ],
+    ),
+    "decode_steps": ("decode_steps.csv", ["config", "step", "context_len", "t_bound_ms", "measured_ms"]),
+    "ceilings": ("ceilings.csv", ["config", "gpu", "peak_tflops", "mem_bw_GBps", "link_GBps", "source"]),
+}
+
+_STATS = [
+    "config",
+    "phase",
+    "status",
+    "predicted_ms",
+    "predicted_ran_ms",
+    "measured_ms",
+    "predicted_over_measured",
+    "host_bound_share",
+    "calibration",
+]
+PREDICT_TABLES = {
+    "predicted": (
+        "predicted.csv",
+        [
+            "config",
+            "phase",
+            "op",
+            "op_class",
+            "bound",
+            "t_bound_ms",
+            "efficiency",
+            "predicted_ms",
+            "predicted_share",
+            "calibration",
+            "status",
+            "measured_ms",
+            "predicted_over_measured",
+            "modeled",
+        ],
+    ),
+    "predicted_phases": ("predicted_phases.csv", _STATS),
+    "predicted_pairs": (
+        "predicted_pairs.csv",
+        [
+            "label",
+            "a",
+            "b",
+            "phase",
+            "op",
+            "predicted_a_ms",
+            "predicted_b_ms",
+            "predicted_speedup",
+            "status_a",
+            "status_b",
+        ],
+    ),
+    "efficiencies": ("efficiencies.csv", ["op_class", "phase", "efficiency", "calibration", "source"]),
+    "seed_claims": (
+        "seed_claims.csv",
+        [
+            "id",
+            "config",
+            "section",
+            "quote",
+            "kind",
+            "phase",
+            "a",
+            "b",
+            "ops",
+            "seed_value",
+            "seed_theory",
+            "reading",
+            "predicted_value",
+            "predicted_op",
+            "predicted_share",
+            "predicted_agrees",
+            "analogue_value",
+            "analogue_op",
+            "analogue_agrees",
+            "analogue_what",
+            "analogue_source",
+            "status",
+            "if_differs",
+            "analogue_note",
+        ],
+    ),
+}
+PREDICT_TEXT_COLS = (
+    "op_class",
+    "calibration",
+    "status",
+    "status_a",
+    "status_b",
+    "id",
+    "section",
+    "quote",
+    "kind",
+    "ops",
+    "reading",
+    "predicted_op",
+    "predicted_agrees",
+    "analogue_op",
+    "analogue_agrees",
+    "analogue_what",
+    "analogue_source",
+    "if_differs",
+    "analogue_note",
+)
+
+# Decode truth (opbreak.views): results/aggregate/{rank_ops,collectives,phase_split,capture_cost}.csv
+DECODE_TABLES = {name: (f"{name}.csv", cols) for name, cols in DECODE_COLUMNS.items()}
+DECODE_BOOL_COLS = ("wait_capped",)
+TABLES.update(PREDICT_TABLES)
+TABLES.update(DECODE_TABLES)
+THEORY_TABLES = ("theory_ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings", *PREDICT_TABLES)
+BOOL_COLS = ("unstable", "modeled", "flagged") + DECODE_BOOL_COLS
+TEXT_COLS = (
+    "config",
+    "phase",
+    "op",
+    "view",
+    "label",
+    "a",
+    "b",
+    "bound",
+    "model",
+    "component",
+    "kind",
+    "source",
+    "gpu",
+    "error",
+    "path",
+) + PREDICT_TEXT_COLS
+
+
+class ContractError(ValueError):
+    """A step's output lacks columns the report relies on."""
+
+
+def check(name: str, df) -> None:
+    """Refuse to write table ``name`` without its required columns (a bug, caught before the report)."""
+    missing = [c for c in TABLES[name][1] if c not in df.columns]
+    if missing:
+        raise ContractError(f"table {name!r} ({TABLES[name][0]}) lacks columns {missing} (opbreak/contract.py)")
