@@ -248,3 +248,13 @@ def check(name: str, df) -> None:
     missing = [c for c in TABLES[name][1] if c not in df.columns]
     if missing:
         raise ContractError(f"table {name!r} ({TABLES[name][0]}) lacks columns {missing} (opbreak/contract.py)")
+
+
+def conform(name: str, df):
+    """The table to write: an empty one gets the contract's columns (a well-formed empty table, as when
+    every measure job failed); a non-empty one must already have them (:func:`check`)."""
+    if df.empty:
+        extra = [c for c in df.columns if c not in TABLES[name][1]]
+        return df.reindex(columns=list(TABLES[name][1]) + extra)
+    check(name, df)
+    return df

@@ -17,11 +17,9 @@ for path in snakemake.input.specs:
 inputs = list(zip(snakemake.input.ops, snakemake.input.steps, snakemake.input.prov))
 tables = aggregate(inputs, specs, snakemake.params.unstable_cv)
 for key in ("ops_repeats", "ops_summary", "phase_totals", "phase_summary", "steps", "failures"):
-    contract.check(key, tables[key])
-    write_csv_atomic(tables[key], snakemake.output[key])
+    write_csv_atomic(contract.conform(key, tables[key]), snakemake.output[key])
 coll = read_measured(snakemake.input.collectives, COLLECTIVES_COLUMNS, set(tables["ops_repeats"]["config"]))
 views = decode_tables(tables["ops_repeats"], tables["steps_all"], coll)
 for key in ("rank_ops", "collectives", "phase_split", "capture_cost"):
-    contract.check(key, views[key])
-    write_csv_atomic(views[key], snakemake.output[key])
+    write_csv_atomic(contract.conform(key, views[key]), snakemake.output[key])
 atomic_write_text(snakemake.output.provenance, json.dumps(tables["provenance"], indent=1, default=str))

@@ -37,8 +37,7 @@ tables = build(
     snakemake.params.ratio_flag,
 )
 for key in ("ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings"):
-    contract.check("theory_ops" if key == "ops" else key, tables[key])
-    write_csv_atomic(tables[key], snakemake.output[key])
+    write_csv_atomic(contract.conform("theory_ops" if key == "ops" else key, tables[key]), snakemake.output[key])
 predicted = build_predictions(
     tables["ops"],
     pd.read_csv(snakemake.input.ops_summary),
@@ -50,5 +49,4 @@ predicted = build_predictions(
     snakemake.params.ratio_flag,
 )
 for key in ("predicted", "predicted_phases", "predicted_pairs", "efficiencies", "seed_claims"):
-    contract.check(key, predicted[key])
-    write_csv_atomic(predicted[key], snakemake.output[key])
+    write_csv_atomic(contract.conform(key, predicted[key]), snakemake.output[key])
