@@ -1,27 +1,19 @@
 """The table contract: every CSV the aggregate and theory steps write and the report reads.
 
-One home for each table's file name and required columns (``TABLES``), which columns are
-flags or text, and which step writes it. The aggregate and theory scripts :func:`check` every
-table before they write it; the report reads through the same names (:mod:`opbreak.report.tables`).
+One home for each table's file name and required columns (``TABLES``; the column lists of the
+newer tables are their producers' own, imported here), which columns are flags or text. The
+aggregate and theory scripts pass every table through :func:`conform` before they write it; the
+report reads through the same names (:mod:`opbreak.report.tables`).
 """
 
 from __future__ import annotations
 
+from .aggregate import STATS
+from .predict import PAIR_COLUMNS, PHASE_COLUMNS, PREDICTED_COLUMNS
+from .seed_check import CLAIM_COLUMNS
 from .views import COLUMNS as DECODE_COLUMNS
 
-STATS_COLS = [
-    "n",
-    "median_ms",
-    "mean_ms",
-    "std_ms",
-    "iqr_ms",
-    "cv",
-    "ci_lo_ms",
-    "ci_hi_ms",
-    "n_outliers",
-    "unstable",
-    "repeats_for_5pct",
-]
+STATS_COLS = STATS  # the statistics columns of every summary (opbreak.aggregate)
 TABLES = {
     "ops_summary": (
         "ops_summary.csv",
@@ -113,83 +105,13 @@ TABLES = {
     "ceilings": ("ceilings.csv", ["config", "gpu", "peak_tflops", "mem_bw_GBps", "link_GBps", "source"]),
 }
 
-_STATS = [
-    "config",
-    "phase",
-    "status",
-    "predicted_ms",
-    "predicted_ran_ms",
-    "measured_ms",
-    "predicted_over_measured",
-    "host_bound_share",
-    "calibration",
-]
+# Predict mode (opbreak.predict, opbreak.seed_check): results/theory/
 PREDICT_TABLES = {
-    "predicted": (
-        "predicted.csv",
-        [
-            "config",
-            "phase",
-            "op",
-            "op_class",
-            "bound",
-            "t_bound_ms",
-            "efficiency",
-            "predicted_ms",
-            "predicted_share",
-            "calibration",
-            "status",
-            "measured_ms",
-            "predicted_over_measured",
-            "modeled",
-        ],
-    ),
-    "predicted_phases": ("predicted_phases.csv", _STATS),
-    "predicted_pairs": (
-        "predicted_pairs.csv",
-        [
-            "label",
-            "a",
-            "b",
-            "phase",
-            "op",
-            "predicted_a_ms",
-            "predicted_b_ms",
-            "predicted_speedup",
-            "status_a",
-            "status_b",
-        ],
-    ),
+    "predicted": ("predicted.csv", PREDICTED_COLUMNS),
+    "predicted_phases": ("predicted_phases.csv", PHASE_COLUMNS),
+    "predicted_pairs": ("predicted_pairs.csv", PAIR_COLUMNS),
     "efficiencies": ("efficiencies.csv", ["op_class", "phase", "efficiency", "calibration", "source"]),
-    "seed_claims": (
-        "seed_claims.csv",
-        [
-            "id",
-            "config",
-            "section",
-            "quote",
-            "kind",
-            "phase",
-            "a",
-            "b",
-            "ops",
-            "seed_value",
-            "seed_theory",
-            "reading",
-            "predicted_value",
-            "predicted_op",
-            "predicted_share",
-            "predicted_agrees",
-            "analogue_value",
-            "analogue_op",
-            "analogue_agrees",
-            "analogue_what",
-            "analogue_source",
-            "status",
-            "if_differs",
-            "analogue_note",
-        ],
-    ),
+    "seed_claims": ("seed_claims.csv", CLAIM_COLUMNS),
 }
 PREDICT_TEXT_COLS = (
     "op_class",
