@@ -129,6 +129,18 @@ def host_bound_threshold(doc: dict, where="efficiencies") -> float:
     return float(v)
 
 
+def basis_ms(t: pd.DataFrame) -> pd.Series:
+    """The roofline time an efficiency is a ratio to: ``t_bound_ms``, except collectives, whose basis is
+    the catalog's link model (``t_link_catalog_ms``) even where theory fitted the link to a sweep, so
+    that one efficiency serves configs with and without a measured sweep."""
+    tb = pd.to_numeric(t["t_bound_ms"], errors="coerce")
+    if "t_link_catalog_ms" not in t:
+        return tb
+    cat = pd.to_numeric(t["t_link_catalog_ms"], errors="coerce")
+    is_coll = t["op"].map(lambda o: _CLASS_OF.get(o) == "collective").astype(bool)
+    return tb.where(~is_coll | cat.isna(), cat)
+
+
 def calibrate(theory_ops: pd.DataFrame, configs=None, label="calibrated") -> pd.DataFrame:
     """Efficiency per (op class, phase) = sum of roofline times / sum of measured times.
 
@@ -140,7 +152,7 @@ def calibrate(theory_ops: pd.DataFrame, configs=None, label="calibrated") -> pd.
         t = t[t["config"].isin(list(configs))]
     modeled = t["modeled"].astype(str).str.lower() == "true"
     meas = pd.to_numeric(t["measured_ms"], errors="coerce")
-    bound = pd.to_numeric(t["t_bound_ms"], errors="coerce")
+    bound = basis_ms(t)
     t = t.assign(measured=meas, tb=bound)[(~modeled) & (meas > 0) & (bound > 0)]
     t = t.assign(op_class=[op_class(o, p) for o, p in zip(t["op"], t["phase"])]).dropna(subset=["op_class"])
     rows = []
@@ -185,7 +197,7 @@ def predict_ops(theory_ops: pd.DataFrame, eff: pd.DataFrame, measured: set) -> p
     t = t.dropna(subset=["op_class"])
     t["efficiency"] = [e.loc[(c, p), "efficiency"] for c, p in zip(t["op_class"], t["phase"])]
     t["calibration"] = [e.loc[(c, p), "calibration"] for c, p in zip(t["op_class"], t["phase"])]
-    tb = pd.to_numeric(t["t_bound_ms"], errors="coerce").clip(lower=0)
+    tb = basis_ms(t).clip(lower=0)
     t["predicted_ms"] = tb / t["efficiency"]
     tot = t.groupby(["config", "phase"])["predicted_ms"].transform("sum")
     t["predicted_share"] = np.where(tot > 0, t["predicted_ms"] / tot, np.nan)

@@ -82,6 +82,8 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     """Per (phase, op): costs, roofline and measured efficiency for one config."""
     ceil = ceilings_for(spec, catalog, provenance)
     link = link_for(spec, catalog, sweep, provenance)
+    # the catalog's link as well: predict mode's collective efficiencies are ratios to it
+    catalog_link = link_for(spec, catalog, None, provenance) if sweep is not None else link
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
     parts = []
     for phase in PHASES:
@@ -95,10 +97,12 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
             phase=phase,
         )
         roof = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=link)
+        cat = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=catalog_link)
+        roof["t_link_catalog_s"] = cat["t_link_s"].to_numpy()
         roof.insert(0, "phase", phase)
         parts.append(roof)
     t = pd.concat(parts, ignore_index=True).rename(columns={"calls": "calls_theory"})
-    for col in ("t_compute", "t_memory", "t_link", "t_bound"):
+    for col in ("t_compute", "t_memory", "t_link", "t_link_catalog", "t_bound"):
         t[f"{col}_ms"] = t.pop(f"{col}_s") * 1e3
     t.insert(0, "config", spec["name"])
     mine = summary[summary["config"] == spec["name"]]
@@ -152,6 +156,7 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
         "link_GBps",
         "ceiling_source",
         "link_source",
+        "t_link_catalog_ms",
         "peak_flops_per_s",
         "mem_bw_bytes_per_s",
         "link_bw_bytes_per_s",
