@@ -137,8 +137,8 @@ def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, back
     back-to-back calls between two host clock reads, the second after a stream
     synchronize; the round's time per call is that interval / iters. Rounds are
     interleaved over sizes, so a burst of host noise spoils one round of every size
-    rather than one size. Then ``iters`` calls each synchronized on its own give the
-    per-call spread (launch and sync overhead included: not what the fit uses).
+    rather than one size. In each round, ``iters`` more calls each synchronized on its own
+    give the per-call spread (launch and sync overhead included).
     A round's or call's time is the slowest rank's (the collective ends on all ranks).
     """
     import torch
@@ -167,12 +167,7 @@ def _sweep_worker(rank, world, port, sizes, iters, warmup, rounds, repeats, back
             for _ in range(rounds):
                 for j, x in enumerate(bufs):
                     batch[j].append(_timed_batch(dist, group, x, iters, warmup, sync))
-            for j, x in enumerate(bufs):
-                for _ in range(iters):
-                    t0 = time.perf_counter()
-                    dist.all_reduce(x, group=group)
-                    sync()
-                    per_call[j].append(time.perf_counter() - t0)
+                    per_call[j].extend(_timed_calls(dist, group, x, iters, sync))
             dist.destroy_process_group(group)
         results = [_slowest(dist, v, dev) for v in (batch, per_call)]
         if rank == 0:
@@ -192,6 +187,17 @@ def _timed_batch(dist, group, x, iters, warmup, sync):
         dist.all_reduce(x, group=group)
     sync()
     return (time.perf_counter() - t0) / iters
+
+
+def _timed_calls(dist, group, x, n, sync):
+    """n calls, each between two host clock reads ending in a synchronize (launch and sync included)."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        dist.all_reduce(x, group=group)
+        sync()
+        out.append(time.perf_counter() - t0)
+    return out
 
 
 def _slowest(dist, rows, dev):
