@@ -61,8 +61,9 @@ def test_fit_reproduces_real_gloo_sweep():
     """Fit a real 2-process gloo sweep; every size within 10% of the fitted model.
 
     Fits the lower envelope of individually synchronized calls (``percall_p10_s``, 200 calls a
-    size, interleaved over 20 rounds): on this shared 2-vCPU host other processes only ever ADD millisecond wake-up delays,
-    which move a median (and a round of back-to-back calls) by 2-5x at random and would test the
+    size, interleaved over 20 rounds): on this shared 2-vCPU host other processes only ever ADD
+    millisecond wake-up delays, which move a median (and a round of back-to-back calls) by 2-5x at
+    random and would test the
     neighbours, not the model. Sizes stay in one CPU cache regime (beyond ~2 MiB the per-byte cost
     of a CPU all-reduce jumps, which no single alpha-beta line describes). A sweep is re-measured up
     to 4 times; each attempt must meet the full 10% assertion on its own.
