@@ -8,58 +8,21 @@ report reads through the same names (:mod:`opbreak.report.tables`).
 
 from __future__ import annotations
 
+from .aggregate import EMPTY_COLUMNS as AGGREGATE_COLUMNS
 from .aggregate import STATS
 from .predict import PAIR_COLUMNS, PHASE_COLUMNS, PREDICTED_COLUMNS
 from .seed_check import CLAIM_COLUMNS
+from .theory_tables import THEORY_OPS_COLUMNS
 from .views import COLUMNS as DECODE_COLUMNS
 
 STATS_COLS = STATS  # the statistics columns of every summary (opbreak.aggregate)
 TABLES = {
-    "ops_summary": (
-        "ops_summary.csv",
-        [
-            "config",
-            "phase",
-            "op",
-            *STATS_COLS,
-            "calls",
-            "modeled",
-            "modeled_bytes",
-            "phase_median_ms",
-            "share",
-            "layer_scale",
-        ],
-    ),
-    "phase_summary": ("phase_summary.csv", ["config", "phase", *STATS_COLS]),
-    "phase_totals": ("phase_totals.csv", ["config", "repeat", "phase", "e2e_ms", "steps", "phase_added_ms"]),
+    "ops_summary": ("ops_summary.csv", AGGREGATE_COLUMNS["ops_summary"]),
+    "phase_summary": ("phase_summary.csv", AGGREGATE_COLUMNS["phase_summary"]),
+    "phase_totals": ("phase_totals.csv", AGGREGATE_COLUMNS["phase_totals"]),
     "ops_repeats": ("ops_repeats.csv", ["config", "repeat", "rank", "phase", "op", "time_ms", "calls", "modeled"]),
     "steps": ("steps.csv", ["config", "repeat", "phase", "step", "context_len", "e2e_ms"]),
-    "theory_ops": (
-        "ops.csv",
-        [
-            "config",
-            "phase",
-            "op",
-            "flops",
-            "bytes",
-            "comm_bytes",
-            "calls_theory",
-            "intensity",
-            "t_compute_ms",
-            "t_memory_ms",
-            "t_link_ms",
-            "t_bound_ms",
-            "bound",
-            "measured_ms",
-            "modeled",
-            "achieved_tflops",
-            "achieved_GBps",
-            "efficiency",
-            "peak_tflops",
-            "mem_bw_GBps",
-            "link_GBps",
-        ],
-    ),
+    "theory_ops": ("ops.csv", THEORY_OPS_COLUMNS),
     "pairs": (
         "pairs.csv",
         [

@@ -20,6 +20,36 @@ from .ops import COLLECTIVE_OPS, MODEL_OPS, PHASES
 from .stats import ratio_ci
 from .theory import decode_step_costs, op_costs, roofline, theoretical_ratio, vanilla_gpt_flops
 
+THEORY_OPS_COLUMNS = [  # theory ops.csv, in this order; the last three for theoretical_ratio
+    "config",
+    "phase",
+    "op",
+    "flops",
+    "bytes",
+    "comm_bytes",
+    "calls_theory",
+    "intensity",
+    "t_compute_ms",
+    "t_memory_ms",
+    "t_link_ms",
+    "t_bound_ms",
+    "bound",
+    "measured_ms",
+    "modeled",
+    "achieved_tflops",
+    "achieved_GBps",
+    "efficiency",
+    "peak_tflops",
+    "mem_bw_GBps",
+    "link_GBps",
+    "ceiling_source",
+    "link_source",
+    "t_link_catalog_ms",
+    "peak_flops_per_s",
+    "mem_bw_bytes_per_s",
+    "link_bw_bytes_per_s",
+]
+
 
 def ceilings_for(spec, catalog, provenance):
     """Peak compute and memory bandwidth: datasheet for GPUs, measured for the CPU."""
@@ -132,36 +162,7 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     t["link_GBps"] = link["bw_bytes_per_s"] / 1e9 if link else math.nan
     t["ceiling_source"] = ceil["source"]
     t["link_source"] = link["source"] if link else "none"
-    keep = [
-        "config",
-        "phase",
-        "op",
-        "flops",
-        "bytes",
-        "comm_bytes",
-        "calls_theory",
-        "intensity",
-        "t_compute_ms",
-        "t_memory_ms",
-        "t_link_ms",
-        "t_bound_ms",
-        "bound",
-        "measured_ms",
-        "modeled",
-        "achieved_tflops",
-        "achieved_GBps",
-        "efficiency",
-        "peak_tflops",
-        "mem_bw_GBps",
-        "link_GBps",
-        "ceiling_source",
-        "link_source",
-        "t_link_catalog_ms",
-        "peak_flops_per_s",
-        "mem_bw_bytes_per_s",
-        "link_bw_bytes_per_s",
-    ]  # the latter: theoretical_ratio
-    return t[keep], ceil, link
+    return t[THEORY_OPS_COLUMNS], ceil, link
 
 
 def op_repeat_times(ops_repeats, config, phase, op, col="time_ms"):
