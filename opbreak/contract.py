@@ -13,6 +13,7 @@ from .aggregate import STATS
 from .predict import PAIR_COLUMNS, PHASE_COLUMNS, PREDICTED_COLUMNS
 from .seed_check import CLAIM_COLUMNS
 from .theory_tables import THEORY_OPS_COLUMNS
+from .probe_view import COLUMNS as PROBE_COLUMNS
 from .views import COLUMNS as DECODE_COLUMNS
 
 STATS_COLS = STATS  # the statistics columns of every summary (opbreak.aggregate)
@@ -100,6 +101,8 @@ PREDICT_TEXT_COLS = (
 
 # Decode truth (opbreak.views): results/aggregate/{rank_ops,collectives,phase_split,capture_cost}.csv
 DECODE_TABLES = {name: (f"{name}.csv", cols) for name, cols in DECODE_COLUMNS.items()}
+# The decode probe (opbreak.probe_view): results/aggregate/decode_probe.csv
+DECODE_TABLES["decode_probe"] = ("decode_probe.csv", PROBE_COLUMNS)
 DECODE_BOOL_COLS = ("wait_capped",)
 TABLES.update(PREDICT_TABLES)
 TABLES.update(DECODE_TABLES)
@@ -121,6 +124,7 @@ TEXT_COLS = (
     "gpu",
     "error",
     "path",
+    "graph_error",
 ) + PREDICT_TEXT_COLS
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import provenance, transport
+from . import hostsetup, provenance, transport
 from .io import atomic_write_text, free_port, write_csv_atomic
 
 
@@ -45,7 +45,7 @@ def _rank_main(rank, world, spec, port, outdir):
         cuda = spec["device"] == "cuda"
         if cuda:
             torch.cuda.set_device(rank)
-        torch.set_num_threads(max(1, spec.get("threads_per_rank") or (os.cpu_count() or 1) // world))
+        host_setup = hostsetup.apply(spec, rank, world, cuda)
         if world > 1 or spec["backend"] == "lightllm":
             dist.init_process_group(
                 "nccl" if cuda else "gloo",
@@ -58,6 +58,7 @@ def _rank_main(rank, world, spec, port, outdir):
         t0 = time.time()
         result = get_backend(spec["backend"]).run_rank(spec, rank, world, rec)
         extra = dict(result.extra)
+        extra["host_setup"] = dict(host_setup, os_threads_at_end=hostsetup.record()["os_threads"])
         if spec.get("timing") == "torch_profiler":
             trace = rec.export_trace(Path(outdir) / f"trace_rank{rank}.json.gz")
             extra["trace"] = Path(trace).name if trace else None

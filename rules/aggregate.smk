@@ -19,6 +19,7 @@ rule aggregate:
         collectives="results/aggregate/collectives.csv",
         phase_split="results/aggregate/phase_split.csv",
         capture_cost="results/aggregate/capture_cost.csv",
+        decode_probe="results/aggregate/decode_probe.csv",
         provenance="results/aggregate/provenance.json",
     log:
         "logs/aggregate.log",

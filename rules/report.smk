@@ -25,6 +25,7 @@ rule report:
         collectives="results/aggregate/collectives.csv",
         phase_split="results/aggregate/phase_split.csv",
         capture_cost="results/aggregate/capture_cost.csv",
+        decode_probe="results/aggregate/decode_probe.csv",
         template="report/templates/all.md.j2",
     output:
         md="report/all.md",

@@ -7,6 +7,7 @@ from opbreak import contract
 from opbreak.aggregate import aggregate
 from opbreak.io import atomic_write_text, read_measured, write_csv_atomic
 from opbreak.measure import COLLECTIVES_COLUMNS
+from opbreak.probe_view import decode_probe
 from opbreak.views import decode_tables
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -22,4 +23,6 @@ coll = read_measured(snakemake.input.collectives, COLLECTIVES_COLUMNS, set(table
 views = decode_tables(tables["ops_repeats"], tables["steps_all"], coll)
 for key in ("rank_ops", "collectives", "phase_split", "capture_cost"):
     write_csv_atomic(contract.conform(key, views[key]), snakemake.output[key])
+probe = decode_probe(tables["provenance"], tables["steps_all"])
+write_csv_atomic(contract.conform("decode_probe", probe), snakemake.output.decode_probe)
 atomic_write_text(snakemake.output.provenance, json.dumps(tables["provenance"], indent=1, default=str))

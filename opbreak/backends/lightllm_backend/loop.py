@@ -11,6 +11,7 @@ from ..common import RankResult, drive_decode, finish_result, kernel_steps_for
 from ..common import input_tokens as common_input_tokens
 from .instrument import Instrumentation, patch_collectives_for_emulation
 from .model import build_model
+from .probe import probe_decode
 
 
 # ---------------------------------------------------------------------------
@@ -170,6 +171,7 @@ def run_rank(spec, rank, world, rec) -> RankResult:
                 )
             torch.cuda.synchronize()
             run_s = time.perf_counter() - t_run
+            probe = probe_decode(model, spec, tokens, inst, graph=True) if spec["decode_graph"] else []
     except torch.cuda.OutOfMemoryError as e:
         raise SystemExit(_oom_message(spec, e)) from None
     extra = dict(
@@ -186,6 +188,7 @@ def run_rank(spec, rank, world, rec) -> RankResult:
         tp_rank=0 if emulate else rank,
         max_memory_allocated_GiB=torch.cuda.max_memory_allocated() / 2**30,
         closure=rec.phase_closure(),
+        decode_probe=probe,
         op_mapping="o_proj and ffn include their residual add; "
         "sampling = softmax+argmax+.cpu() as LightLLM's static test",
         **rec.meta,

@@ -1,0 +1,87 @@
+"""The decode probe's table: one decode step per rank split on the host clock, and its layer stack
+replayed from a CUDA graph (``decode_graph: true``; measured by
+:mod:`opbreak.backends.lightllm_backend.probe`, recorded in provenance ``backend_extra[rank]``).
+
+Per config, rank and probed context length, medians over repeats:
+
+- ``step_ms`` = ``setup_ms + issue_ms + drain_ms + sampling_ms`` (all measured on the host clock);
+  ``issue_ms`` holds ``collective_call_ms`` (host time inside torch.distributed calls) and the rest
+  of the stack's launch work (``launch_ms`` = issue - collective calls);
+- ``plain_ms``: the timed run's plain (uninstrumented) steps at that context (a line fitted over
+  context length, :func:`opbreak.timing.plain_fit`), and ``closure`` = ``step_ms / plain_ms``: how
+  well the probed step stands for the plain step it explains;
+- ``replay_ms``: the layer stack replayed from a CUDA graph (no host), ``stack_ms`` = issue + drain
+  (the same stack run eagerly), ``host_over_replay_ms`` = ``stack_ms - replay_ms``.
+
+Pure functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .timing import plain_fit
+
+MEASURED = [
+    "setup_ms",
+    "issue_ms",
+    "collective_call_ms",
+    "collective_calls",
+    "drain_ms",
+    "sampling_ms",
+    "step_ms",
+    "replay_ms",
+    "replay_host_ms",
+    "replay_max_abs_diff",
+]
+DERIVED = ["launch_ms", "stack_ms", "host_over_replay_ms", "plain_ms", "closure"]
+KEY = ["config", "rank", "context_len"]
+COLUMNS = KEY + MEASURED + DERIVED + ["graph_error", "repeats"]
+
+
+def probe_rows(provs: list[dict]) -> pd.DataFrame:
+    """Every probed step of every repeat and rank, as recorded."""
+    rows = []
+    for prov in provs:
+        for rank, extra in (prov.get("backend_extra") or {}).items():
+            for r in (extra or {}).get("decode_probe") or []:
+                rows.append(dict(r, config=prov["config"], repeat=prov["repeat"], rank=int(rank)))
+    df = pd.DataFrame(rows)
+    for c in MEASURED + ["graph_error", "step"]:
+        if c not in df:
+            df[c] = np.nan if c != "graph_error" else ""
+    return df
+
+
+def _plain_at(steps: pd.DataFrame, config, repeat, rank, ctx) -> float:
+    """The plain decode steps' time at context ``ctx`` (linear fit over context), NaN without plain steps."""
+    g = steps[
+        (steps["config"] == config)
+        & (steps["repeat"] == repeat)
+        & (steps["rank"] == rank)
+        & (steps["phase"] == "decode")
+    ]
+    fit = plain_fit(g.to_dict("records")) if len(g) else None
+    return float(fit(ctx)) if fit else np.nan
+
+
+def decode_probe(provs: list[dict], steps: pd.DataFrame) -> pd.DataFrame:
+    """The ``decode_probe`` table (module docstring); empty with its columns when nothing was probed."""
+    df = probe_rows(provs)
+    if df.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    df["launch_ms"] = (df["issue_ms"] - df["collective_call_ms"]).clip(lower=0)
+    df["stack_ms"] = df["issue_ms"] + df["drain_ms"]
+    df["host_over_replay_ms"] = (df["stack_ms"] - df["replay_ms"]).clip(lower=0)
+    df["plain_ms"] = [
+        _plain_at(steps, c, rep, rk, ctx)
+        for c, rep, rk, ctx in zip(df["config"], df["repeat"], df["rank"], df["context_len"])
+    ]
+    df["closure"] = df["step_ms"] / df["plain_ms"]
+    df["graph_error"] = df["graph_error"].fillna("").astype(str)
+    g = df.groupby(KEY, sort=True)
+    out = g[MEASURED + DERIVED].median()
+    out["graph_error"] = g["graph_error"].agg(lambda s: "; ".join(sorted({x for x in s if x})))
+    out["repeats"] = g["repeat"].nunique()
+    return out.reset_index()[COLUMNS]
