@@ -323,7 +323,9 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
     if c["decode_sample"] and c["decode_sample"] > c.get("output_len", 0):
         errs.append(f"{where}.decode_sample: {c['decode_sample']} exceeds output_len; use 0 (all steps) or fewer")
     if c["decode_graph"] and c["backend"] != "lightllm":
-        errs.append(f"{where}.decode_graph: CUDA-graph replay of the decode stack needs backend: lightllm; set it false")
+        errs.append(
+            f"{where}.decode_graph: CUDA-graph replay of the decode stack needs backend: lightllm; set it false"
+        )
 
 
 def memory_estimate_gib(model, c):

@@ -11,9 +11,10 @@ from __future__ import annotations
 from .aggregate import EMPTY_COLUMNS as AGGREGATE_COLUMNS
 from .aggregate import STATS
 from .predict import PAIR_COLUMNS, PHASE_COLUMNS, PREDICTED_COLUMNS
+from .probe_view import COLUMNS as PROBE_COLUMNS
+from .probe_view import PAIR_COLUMNS as HOST_PAIR_COLUMNS
 from .seed_check import CLAIM_COLUMNS
 from .theory_tables import THEORY_OPS_COLUMNS
-from .probe_view import COLUMNS as PROBE_COLUMNS
 from .views import COLUMNS as DECODE_COLUMNS
 
 STATS_COLS = STATS  # the statistics columns of every summary (opbreak.aggregate)
@@ -106,7 +107,17 @@ DECODE_TABLES["decode_probe"] = ("decode_probe.csv", PROBE_COLUMNS)
 DECODE_BOOL_COLS = ("wait_capped",)
 TABLES.update(PREDICT_TABLES)
 TABLES.update(DECODE_TABLES)
-THEORY_TABLES = ("theory_ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings", *PREDICT_TABLES)
+TABLES["host_pairs"] = ("host_pairs.csv", HOST_PAIR_COLUMNS)  # opbreak.probe_view.pair_speedups
+THEORY_TABLES = (
+    "host_pairs",
+    "theory_ops",
+    "pairs",
+    "vanilla",
+    "allreduce",
+    "decode_steps",
+    "ceilings",
+    *PREDICT_TABLES,
+)
 BOOL_COLS = ("unstable", "modeled", "flagged") + DECODE_BOOL_COLS
 TEXT_COLS = (
     "config",

@@ -85,3 +85,46 @@ def decode_probe(provs: list[dict], steps: pd.DataFrame) -> pd.DataFrame:
     out["graph_error"] = g["graph_error"].agg(lambda s: "; ".join(sorted({x for x in s if x})))
     out["repeats"] = g["repeat"].nunique()
     return out.reset_index()[COLUMNS]
+
+
+PAIR_COLUMNS = [
+    "label",
+    "a",
+    "b",
+    "context_len",
+    "plain_a_ms",
+    "plain_b_ms",
+    "speedup_with_host",
+    "replay_a_ms",
+    "replay_b_ms",
+    "speedup_without_host",
+    "host_a_ms",
+    "host_b_ms",
+]
+
+
+def _at_middle(probe: pd.DataFrame, cfg: str) -> pd.Series | None:
+    """Rank 0's probe row at the config's middle probed context (None if the config was not probed)."""
+    d = probe[(probe["config"] == cfg) & (probe["rank"] == 0)].sort_values("context_len")
+    return None if d.empty else d.iloc[len(d) // 2]
+
+
+def pair_speedups(probe: pd.DataFrame, pairs: list[dict]) -> pd.DataFrame:
+    """Per declared pair with both configs probed: b over a per decode step with the host (plain steps)
+    and without it (the layer stack replayed from a CUDA graph), at a's middle probed context, and
+    each side's host share of the step (plain step - replay). The theory step writes it
+    (``results/theory/host_pairs.csv``); the report cites it."""
+    rows = []
+    for p in pairs:
+        ra, rb = _at_middle(probe, p["a"]), _at_middle(probe, p["b"])
+        if ra is None or rb is None:
+            continue
+        row = dict(label=p.get("label") or f"{p['a']} vs {p['b']}", a=p["a"], b=p["b"], context_len=ra["context_len"])
+        row.update(plain_a_ms=ra["plain_ms"], plain_b_ms=rb["plain_ms"], replay_a_ms=ra["replay_ms"])
+        row.update(replay_b_ms=rb["replay_ms"])
+        row["speedup_with_host"] = rb["plain_ms"] / ra["plain_ms"]
+        row["speedup_without_host"] = rb["replay_ms"] / ra["replay_ms"]
+        row["host_a_ms"] = max(ra["plain_ms"] - ra["replay_ms"], 0.0)
+        row["host_b_ms"] = max(rb["plain_ms"] - rb["replay_ms"], 0.0)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)

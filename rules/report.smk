@@ -21,6 +21,7 @@ rule report:
         predicted_pairs="results/theory/predicted_pairs.csv",
         efficiencies="results/theory/efficiencies.csv",
         seed_claims="results/theory/seed_claims.csv",
+        host_pairs="results/theory/host_pairs.csv",
         rank_ops="results/aggregate/rank_ops.csv",
         collectives="results/aggregate/collectives.csv",
         phase_split="results/aggregate/phase_split.csv",

@@ -9,6 +9,7 @@ rule theory:
         phase_totals="results/aggregate/phase_totals.csv",
         steps="results/aggregate/steps.csv",
         provenance="results/aggregate/provenance.json",
+        decode_probe="results/aggregate/decode_probe.csv",
         specs=expand("results/specs/{config}.json", config=CONFIGS),
         catalog=config["hardware_catalog"],
         sweeps=expand("results/sweep/{link}.csv", link=LINKS),
@@ -27,6 +28,7 @@ rule theory:
         predicted_pairs="results/theory/predicted_pairs.csv",
         efficiencies="results/theory/efficiencies.csv",
         seed_claims="results/theory/seed_claims.csv",
+        host_pairs="results/theory/host_pairs.csv",
     log:
         "logs/theory.log",
     conda:

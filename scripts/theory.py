@@ -10,6 +10,7 @@ from opbreak import contract
 from opbreak.hardware import load_catalog
 from opbreak.io import write_csv_atomic
 from opbreak.predict import build_predictions
+from opbreak.probe_view import pair_speedups
 from opbreak.theory_tables import build
 from opbreak.transport import link_key
 
@@ -50,3 +51,5 @@ predicted = build_predictions(
 )
 for key in ("predicted", "predicted_phases", "predicted_pairs", "efficiencies", "seed_claims"):
     write_csv_atomic(contract.conform(key, predicted[key]), snakemake.output[key])
+host_pairs = pair_speedups(pd.read_csv(snakemake.input.decode_probe), snakemake.params.pairs)
+write_csv_atomic(contract.conform("host_pairs", host_pairs), snakemake.output.host_pairs)

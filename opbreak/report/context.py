@@ -17,6 +17,7 @@ from ..stats import CI_PCT
 from .conclusions import disagreements, dominant_ops, generate_conclusions
 from .decode import decode_context
 from .evidence import EvidenceLog
+from .host import host_context
 from .markdown import (
     f_ci,
     f_int,
@@ -494,6 +495,11 @@ def section_decode(d: ReportData) -> dict:
     return dict(decode=decode_context(d.t, d.configs, d.pairs_decl, specs, d.log, d.figures))
 
 
+def section_host(d: ReportData) -> dict:
+    """Decode down to the host and without it: the decode probe (see :mod:`.host`)."""
+    return dict(host=host_context(d.t, d.configs, d.log, d.figures))
+
+
 def section_predict(d: ReportData) -> dict:
     """Predicted times for every config, measured or not, and the seed's claims (see :mod:`.predict`)."""
     return dict(predict=predict_context(d.t, d.configs, d.pairs_decl, d.log, d.figures))
@@ -508,6 +514,7 @@ SECTIONS = (
     section_conclusions,
     section_per_config,
     section_decode,
+    section_host,
     section_pairs,
     section_stability,
     section_theory,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .decode import decode_figures
+from .host import host_figures
 from .markdown import slug
 from .predict import predict_figures
 
@@ -78,4 +79,5 @@ def make_figures(t: dict, configs, pairs_decl, fig_dir, unstable_cv=0.1, rel_dir
 
     decode_figures(t, present, draw_named, slug)
     predict_figures(t, configs, draw_named, slug)
+    host_figures(t, present, draw_named)
     return done

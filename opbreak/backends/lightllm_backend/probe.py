@@ -110,10 +110,9 @@ def _replay(stack, input_ids, state, reference, replays: int) -> dict:
     return row
 
 
-def _probe_step(model, sb, i: int, graph: bool, replays: int) -> dict:
-    """Run decode step ``i`` through LightLLM with its layer stack wrapped (module docstring)."""
-    from ...timing import Recorder
-
+def _probe_step(model, sb, plain, i: int, graph: bool, replays: int) -> dict:
+    """Run decode step ``i`` through LightLLM with its layer stack wrapped (module docstring);
+    ``plain`` is a disabled Recorder made beforehand (making one allocates CUDA events)."""
     stack = model._token_forward  # the bound method LightLLM's _decode calls
     row: dict = {"step": i, "context_len": sb.I + i + 1}
     clock = {}
@@ -145,7 +144,7 @@ def _probe_step(model, sb, i: int, graph: bool, replays: int) -> dict:
     model._token_forward = wrapped
     try:
         clock["start"] = time.perf_counter()
-        sb.decode(Recorder("cuda_events", enabled=False), i)
+        sb.decode(plain, i)
         t_end = time.perf_counter()
     finally:
         del model._token_forward  # the instance attribute; LightLLM's method shows again
@@ -171,7 +170,7 @@ def probe_decode(model, spec, tokens, inst, graph: bool, replays: int = REPLAYS)
         sb.prefill(plain)
         for i in range(steps[-1] + 1):
             if i in steps:
-                rows.append(_probe_step(model, sb, i, graph, replays))
+                rows.append(_probe_step(model, sb, plain, i, graph, replays))
             else:
                 sb.decode(plain, i)
     sb.reset()

@@ -1,0 +1,43 @@
+"""Figure of the decode probe: one decode step split on the host clock, per config and rank.
+
+Same conventions as :mod:`opbreak.plots`: tidy tables in, one PNG out, only table values drawn.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .plots import _no_data, _save  # noqa: E402
+
+COLORS = ["#8c564b", "#ff7f0e", "#d62728", "#bbbbbb", "#2ca02c"]
+
+
+def host_split(mid: pd.DataFrame, parts: list, path):
+    """Horizontal stacked bars per (config, rank): the probed step's host split; the plain step (black tick)
+    and the layer stack replayed from a CUDA graph (blue bar under it) for comparison."""
+    d = mid[mid["step_ms"].notna()]
+    fig, ax = plt.subplots(figsize=(9.5, 0.55 * max(len(d), 2) + 1.8))
+    if d.empty:
+        _no_data(ax, "no probed decode steps (decode_graph: false)")
+        _save(fig, path)
+        return
+    y = np.arange(len(d))[::-1]
+    left = np.zeros(len(d))
+    for (col, label), color in zip(parts, COLORS):
+        v = d[col].fillna(0).to_numpy()
+        ax.barh(y + 0.12, v, height=0.55, left=left, color=color, label=label, edgecolor="white", linewidth=0.5)
+        left += v
+    ax.barh(y - 0.3, d["replay_ms"].fillna(0), height=0.18, color="#1f77b4", label="layer stack, CUDA-graph replay")
+    ax.scatter(d["plain_ms"], y + 0.12, marker="|", s=400, color="black", label="plain step (timed run)", zorder=3)
+    ax.set_yticks(y, [f"{c}  rank {int(r)}  ctx {int(x)}" for c, r, x in zip(d["config"], d["rank"], d["context_len"])])
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlabel("ms per decode step (host clock; median over repeats; measured)")
+    ax.set_title("One decode step from the host's side, and its layer stack without the host", fontsize=10)
+    ax.margins(x=0.03)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.6 / max(len(d), 2)), ncol=2, fontsize=8, frameon=False)
+    _save(fig, path)

@@ -1,0 +1,159 @@
+"""Report section "Decode down to the host, and without it": the decode probe (``decode_graph``).
+
+Why its own module: the decode-truth section (:mod:`.decode`) splits a step from the GPU's side
+(compute, transfer, wait, GPU idle for the host); this one splits it from the host's side (setup
+with its host syncs, launching the layer stack, collective calls, drain, sampling) and shows the
+stack replayed from a CUDA graph, i.e. decode with the host out of the way. Every number in a
+sentence is a cell of ``results/aggregate/decode_probe.csv`` or ``results/theory/host_pairs.csv``
+cited through the evidence log. The report calls :func:`host_context` and :func:`host_figures`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..probe_view import COLUMNS
+from .markdown import bold, f_ms, f_num, finite, md_escape, md_table
+
+PROBE_KEY = ("config", "rank", "context_len")
+PAIR_KEY = ("a", "b")
+PARTS = {
+    "setup_ms": "setup (inputs, KV alloc, host syncs)",
+    "launch_ms": "launching the layer stack",
+    "collective_call_ms": "collective calls",
+    "drain_ms": "drain (GPU backlog, wait for the other rank)",
+    "sampling_ms": "sampling and .cpu()",
+}
+
+
+def probe_rows(t: dict, configs) -> pd.DataFrame:
+    """The probe table, configs in study order; empty when nothing was probed."""
+    pr = t.get("decode_probe")
+    if pr is None or pr.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    pr = pr[pr["config"].isin(configs)].copy()
+    pr["_o"] = pr["config"].map(list(configs).index)
+    return pr.sort_values(["_o", "rank", "context_len"]).drop(columns="_o")
+
+
+def middle_rows(pr: pd.DataFrame) -> pd.DataFrame:
+    """Per config and rank, the row at the middle probed context (the one sentences cite)."""
+    out = [g.iloc[len(g) // 2] for _, g in pr.groupby(["config", "rank"], sort=False)]
+    return pd.DataFrame(out, columns=pr.columns)
+
+
+def probe_table(pr: pd.DataFrame) -> pd.DataFrame:
+    """Every probed step: the host split, the plain step it stands for, and the graph replay."""
+    rows = []
+    for _, r in pr.iterrows():
+        row = {"config": md_escape(r["config"]), "rank": int(r["rank"]), "context": int(r["context_len"])}
+        row["plain step"] = f_ms(r["plain_ms"])
+        row["probed step"] = f_ms(r["step_ms"])
+        row["closure"] = f_num(r["closure"])
+        for col, label in PARTS.items():
+            row[label] = f_ms(r[col])
+        row["stack eager"] = f_ms(r["stack_ms"])
+        row["stack graph replay"] = f_ms(r["replay_ms"]) if finite(r["replay_ms"]) else r["graph_error"] or "-"
+        row["replay = eager logits"] = f_num(r["replay_max_abs_diff"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def config_sentences(mid: pd.DataFrame, log) -> list:
+    """Per config and rank: the probed step split on the host clock, against its plain step and its replay."""
+    out = []
+    for _, r in mid.iterrows():
+        if not finite(r["step_ms"]):
+            continue
+
+        def c(col, fmt="ms", r=r):
+            return log.cite("decode_probe", r, PROBE_KEY, col, fmt)
+
+        text = (
+            f"{bold(r['config'])} rank {c('rank', 'int')} at context {c('context_len', 'int')}: "
+            f"a plain decode step takes {c('plain_ms')}; the probed step {c('step_ms')} "
+            f"(closure {c('closure', 'num')}) = setup {c('setup_ms')} + launching the stack {c('launch_ms')} "
+            f"+ collective calls {c('collective_call_ms')} ({c('collective_calls', 'int')} calls) "
+            f"+ drain {c('drain_ms')} + sampling {c('sampling_ms')}"
+        )
+        if finite(r["replay_ms"]):
+            text += f"; the layer stack takes {c('stack_ms')} eager and {c('replay_ms')} replayed from a CUDA graph"
+        out.append(log.sentence(text + ".", topic="host"))
+    return out
+
+
+def pair_sentences(hp: pd.DataFrame, log) -> list:
+    """Per pair: the speedup per decode step with the host and without it (graph replay)."""
+    out = []
+    for _, r in hp.iterrows():
+        if not (finite(r["speedup_with_host"]) and finite(r["speedup_without_host"])):
+            continue
+
+        def c(col, fmt="ms", r=r):
+            return log.cite("host_pairs", r, PAIR_KEY, col, fmt)
+
+        out.append(
+            log.sentence(
+                f"{md_escape(r['label'])}: per decode step {c('speedup_with_host', 'x')} with the host "
+                f"({c('plain_a_ms')} against {c('plain_b_ms')}), {c('speedup_without_host', 'x')} without it "
+                f"(graph replay {c('replay_a_ms')} against {c('replay_b_ms')}); the host holds "
+                f"{c('host_a_ms')} of {bold(r['a'])}'s step and {c('host_b_ms')} of {bold(r['b'])}'s.",
+                topic="host",
+            )
+        )
+    return out
+
+
+def host_setup_rows(t: dict, configs) -> pd.DataFrame:
+    """Per config and rank: the host setup recorded in provenance (threads, pinning, CPUs)."""
+    rows = []
+    for p in t.get("provenance") or []:
+        if p.get("config") not in configs or p.get("repeat") not in (0, "0"):
+            continue
+        for rank, extra in sorted((p.get("backend_extra") or {}).items()):
+            hs = (extra or {}).get("host_setup")
+            if not hs:
+                continue
+            rows.append(
+                {
+                    "config": md_escape(p["config"]),
+                    "rank": rank,
+                    "pinning": hs.get("cpu_affinity"),
+                    "CPUs": hs.get("cpus"),
+                    "torch threads": hs.get("torch_threads"),
+                    "OMP_NUM_THREADS": hs.get("omp_num_threads"),
+                    "OS threads (start / end)": f"{hs.get('os_threads')} / {hs.get('os_threads_at_end')}",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def host_context(t: dict, configs, trace, figures: dict) -> dict:
+    """Everything the host section of the template needs; pure."""
+    pr = probe_rows(t, configs)
+    hp = t.get("host_pairs")
+    hp = hp if hp is not None else pd.DataFrame()
+    setup = host_setup_rows(t, configs)
+    return dict(
+        any=not pr.empty,
+        sentences=config_sentences(middle_rows(pr), trace) + pair_sentences(hp, trace) if not pr.empty else [],
+        table=md_table(probe_table(pr)) if not pr.empty else "",
+        setup=md_table(setup) if not setup.empty else "",
+        fig=figures.get(("host_split",)),
+    )
+
+
+def answer_line(t: dict, trace) -> list:
+    """The answers section's line: the first pair whose sides were both probed (with and without the host)."""
+    hp = t.get("host_pairs")
+    return pair_sentences(hp.head(1), trace) if hp is not None and not hp.empty else []
+
+
+def host_figures(t: dict, configs, draw) -> None:
+    """One stacked bar per probed config and rank: the host split, with the plain step and the replay marked."""
+    pr = probe_rows(t, configs)
+    if pr.empty:
+        return
+    from ..plots_host import host_split
+
+    draw(("host_split",), host_split, middle_rows(pr), list(PARTS.items()), name="host_split")

@@ -1,0 +1,116 @@
+"""The decode probe's table, its pair speedups, the host setup helpers and the report section (no GPU)."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from opbreak import hostsetup
+from opbreak.backends.lightllm_backend.probe import probe_steps
+from opbreak.probe_view import COLUMNS, PAIR_COLUMNS, decode_probe, pair_speedups
+from opbreak.report.evidence import EvidenceLog
+from opbreak.report.host import host_context
+
+
+def _probe(ctx, setup, issue, coll, drain, samp, replay):
+    return dict(
+        step=ctx - 100,
+        context_len=ctx,
+        setup_ms=setup,
+        issue_ms=issue,
+        collective_call_ms=coll,
+        collective_calls=65,
+        drain_ms=drain,
+        sampling_ms=samp,
+        step_ms=setup + issue + drain + samp,
+        replay_ms=replay,
+        replay_host_ms=0.02,
+        replay_max_abs_diff=0.0,
+        replays=20,
+    )
+
+
+def _prov(config, repeat, ranks):
+    return dict(
+        config=config, repeat=repeat, backend_extra={str(r): dict(decode_probe=rows) for r, rows in ranks.items()}
+    )
+
+
+def _steps(config, repeat, rank, per_ms):
+    ctx = np.arange(101, 140)
+    return pd.DataFrame(
+        dict(config=config, repeat=repeat, rank=rank, phase="decode", step=ctx - 101, context_len=ctx, mode="plain")
+    ).assign(e2e_ms=per_ms + 0.01 * (ctx - 101))
+
+
+@pytest.fixture
+def study():
+    rows_tp2 = [_probe(c, 1.0, 30.0, 3.0, 2.0, 0.5, 7.0) for c in (110, 120, 130)]
+    rows_tp1 = [_probe(c, 0.8, 14.0, 0.0, 0.5, 0.5, 11.0) for c in (110, 120, 130)]
+    provs = [_prov("tp2", r, {0: rows_tp2, 1: rows_tp2}) for r in (0, 1)] + [
+        _prov("tp1", r, {0: rows_tp1}) for r in (0, 1)
+    ]
+    steps = pd.concat(
+        [_steps("tp2", r, k, 33.0) for r in (0, 1) for k in (0, 1)] + [_steps("tp1", r, 0, 15.5) for r in (0, 1)]
+    )
+    return decode_probe(provs, steps)
+
+
+def test_probe_table_adds_up_and_is_never_negative(study):
+    assert list(study.columns) == COLUMNS
+    assert (study["repeats"] == 2).all()
+    num = study[[c for c in COLUMNS if c not in ("config", "graph_error")]]
+    assert (num.fillna(0) >= 0).all().all()
+    parts = study["setup_ms"] + study["issue_ms"] + study["drain_ms"] + study["sampling_ms"]
+    assert np.allclose(parts, study["step_ms"])
+    assert np.allclose(study["launch_ms"] + study["collective_call_ms"], study["issue_ms"])
+    r = study[(study["config"] == "tp2") & (study["rank"] == 0) & (study["context_len"] == 120)].iloc[0]
+    assert r["plain_ms"] == pytest.approx(33.0 + 0.01 * 19)
+    assert r["closure"] == pytest.approx(r["step_ms"] / r["plain_ms"])
+    assert r["host_over_replay_ms"] == pytest.approx(32.0 - 7.0)
+
+
+def test_nothing_probed_gives_an_empty_table_with_its_columns():
+    empty = decode_probe([dict(config="c", repeat=0, backend_extra={"0": {}})], pd.DataFrame())
+    assert empty.empty and list(empty.columns) == COLUMNS
+    assert pair_speedups(empty, [dict(a="c", b="d")]).columns.tolist() == PAIR_COLUMNS
+
+
+def test_pair_speedups_with_and_without_the_host(study):
+    hp = pair_speedups(study, [dict(a="tp2", b="tp1", label="TP2 vs TP1"), dict(a="tp2", b="missing")])
+    assert len(hp) == 1
+    r = hp.iloc[0]
+    assert r["speedup_with_host"] == pytest.approx(r["plain_b_ms"] / r["plain_a_ms"])
+    assert r["speedup_without_host"] == pytest.approx(11.0 / 7.0)
+    assert r["speedup_with_host"] < 1 < r["speedup_without_host"]
+
+
+def test_report_sentences_cite_only_table_cells(study):
+    hp = pair_speedups(study, [dict(a="tp2", b="tp1", label="TP2 vs TP1")])
+    log = EvidenceLog()
+    ctx = host_context(dict(decode_probe=study, host_pairs=hp, provenance=[]), ["tp1", "tp2"], log, {})
+    assert ctx["any"] and len(ctx["sentences"]) == 4  # tp1 rank 0, tp2 ranks 0 and 1, one pair
+    shown = {e.shown for e in log.rows}
+    for s in ctx["sentences"]:
+        body = re.sub(r"\*\*[^*]+\*\*", "", s.text)  # config names may hold digits
+        for num in re.findall(r"\d+(?:\.\d+)?", body):
+            assert any(num in v for v in shown), (num, s.text)
+
+
+def test_probe_steps_spread_over_the_decode():
+    assert probe_steps(256) == [1, 128, 254]
+    assert probe_steps(2) == [1] and probe_steps(0) == []
+    assert all(0 <= s < 5 for s in probe_steps(5))
+
+
+def test_cpu_lists_and_pinning():
+    assert hostsetup.parse_cpulist("0-3,8,10-11") == [0, 1, 2, 3, 8, 10, 11]
+    assert hostsetup.compress([0, 1, 2, 3, 8, 10, 11]) == "0-3,8,10-11"
+    cpus = list(range(32))
+    assert hostsetup.choose_cpus("none", 0, 2, cpus, None) is None
+    a, b = (hostsetup.choose_cpus("disjoint", r, 2, cpus, None) for r in (0, 1))
+    assert a == list(range(16)) and b == list(range(16, 32))
+    assert hostsetup.choose_cpus("numa", 1, 2, cpus, list(range(8, 16))) == list(range(12, 16))
+    assert hostsetup.choose_cpus("numa", 0, 2, cpus, None) == a  # node unknown: disjoint
+    assert all(hostsetup.choose_cpus("disjoint", r, 3, [0, 1], None) for r in range(3))  # more ranks than CPUs
