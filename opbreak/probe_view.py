@@ -7,9 +7,11 @@ Per config, rank and probed context length, medians over repeats:
 - ``step_ms`` = ``setup_ms + issue_ms + drain_ms + sampling_ms`` (all measured on the host clock);
   ``issue_ms`` holds ``collective_call_ms`` (host time inside torch.distributed calls) and the rest
   of the stack's launch work (``launch_ms`` = issue - collective calls);
-- ``plain_ms``: the timed run's plain (uninstrumented) steps at that context (a line fitted over
-  context length, :func:`opbreak.timing.plain_fit`), and ``closure`` = ``step_ms / plain_ms``: how
-  well the probed step stands for the plain step it explains;
+- ``near_plain_ms``: the plain steps timed just before the probed one (same host, same moment), and
+  ``closure`` = ``step_ms / near_plain_ms``: how well the probed, split step stands for the plain
+  step it explains; ``plain_ms``: the timed run's plain steps at that context (a line fitted over
+  context length, :func:`opbreak.timing.plain_fit`), for comparison (the host's speed drifts within a
+  run, so the two can differ);
 - ``replay_ms``: the layer stack replayed from a CUDA graph (no host), ``stack_ms`` = issue + drain
   (the same stack run eagerly), ``host_over_replay_ms`` = ``stack_ms - replay_ms``.
 
@@ -34,6 +36,7 @@ MEASURED = [
     "replay_ms",
     "replay_host_ms",
     "replay_max_abs_diff",
+    "near_plain_ms",
 ]
 DERIVED = ["launch_ms", "stack_ms", "host_over_replay_ms", "plain_ms", "closure"]
 KEY = ["config", "rank", "context_len"]
@@ -48,7 +51,7 @@ def probe_rows(provs: list[dict]) -> pd.DataFrame:
             for r in (extra or {}).get("decode_probe") or []:
                 rows.append(dict(r, config=prov["config"], repeat=prov["repeat"], rank=int(rank)))
     df = pd.DataFrame(rows)
-    for c in MEASURED + ["graph_error", "step"]:
+    for c in MEASURED + ["graph_error", "step"]:  # older probes lack near_plain_ms
         if c not in df:
             df[c] = np.nan if c != "graph_error" else ""
     return df
@@ -78,7 +81,7 @@ def decode_probe(provs: list[dict], steps: pd.DataFrame) -> pd.DataFrame:
         _plain_at(steps, c, rep, rk, ctx)
         for c, rep, rk, ctx in zip(df["config"], df["repeat"], df["rank"], df["context_len"])
     ]
-    df["closure"] = df["step_ms"] / df["plain_ms"]
+    df["closure"] = df["step_ms"] / df["near_plain_ms"]
     df["graph_error"] = df["graph_error"].fillna("").astype(str)
     g = df.groupby(KEY, sort=True)
     out = g[MEASURED + DERIVED].median()
@@ -121,7 +124,7 @@ def pair_speedups(probe: pd.DataFrame, pairs: list[dict]) -> pd.DataFrame:
             continue
         row = dict(label=p.get("label") or f"{p['a']} vs {p['b']}", a=p["a"], b=p["b"], context_len=ra["context_len"])
         row.update(plain_a_ms=ra["plain_ms"], plain_b_ms=rb["plain_ms"], replay_a_ms=ra["replay_ms"])
-        row.update(replay_b_ms=rb["replay_ms"])
+        row.update(replay_b_ms=rb["replay_ms"])  # plain_ms: the timed run's own plain steps
         row["speedup_with_host"] = rb["plain_ms"] / ra["plain_ms"]
         row["speedup_without_host"] = rb["replay_ms"] / ra["replay_ms"]
         row["host_a_ms"] = max(ra["plain_ms"] - ra["replay_ms"], 0.0)

@@ -19,7 +19,9 @@ layer stack and the lm_head; LightLLM 0.0.1's ``basemodel.py``) wrapped:
 - ``step_ms``: the four together, the probed step end to end (without the replays below);
 - ``replay_ms``: the same stack (same inputs, NCCL included) replayed from a CUDA graph, per
   replay (CUDA events over ``replays`` back-to-back replays): the stack without its host;
-- ``replay_max_abs_diff``: the replay's logits against the eager stack's on the same inputs.
+- ``replay_max_abs_diff``: the replay's logits against the eager stack's on the same inputs;
+- ``near_plain_ms``: the median of the ``NEAR`` plain steps just before, timed on the host clock in
+  the same way: the plain step the split stands for, at the same moment of the host.
 
 Replaying a step is idempotent: it writes the same key/value rows to the same cache slots.
 """
@@ -33,13 +35,16 @@ import torch
 
 PROBE_POINTS = 3  # context lengths probed per run, evenly over the decode
 REPLAYS = 20  # back-to-back graph replays timed per context length
+NEAR = 3  # plain steps timed on the host clock right before each probed step: its same-moment reference
 
 
 def probe_steps(output_len: int, points: int = PROBE_POINTS) -> list[int]:
-    """Decode step indices to probe: evenly spaced over the decode, first and last step excluded."""
+    """Decode step indices to probe: evenly spaced over the decode, leaving room for the plain
+    steps timed before each (``NEAR``) and excluding the last step."""
     if output_len < 3:
         return [output_len - 1] if output_len else []
-    return sorted({int(round(x)) for x in np.linspace(1, output_len - 2, points)})
+    first = min(NEAR, output_len - 2)
+    return sorted({int(round(x)) for x in np.linspace(first, output_len - 2, points)})
 
 
 class _CollectiveClock:
@@ -165,14 +170,20 @@ def probe_decode(model, spec, tokens, inst, graph: bool, replays: int = REPLAYS)
     sb.reset()
     plain = Recorder("cuda_events", enabled=False)
     rows = []
+    near: list[float] = []
     with torch.inference_mode():
         inst.use(False)
         sb.prefill(plain)
         for i in range(steps[-1] + 1):
             if i in steps:
-                rows.append(_probe_step(model, sb, plain, i, graph, replays))
+                row = _probe_step(model, sb, plain, i, graph, replays)
+                row["near_plain_ms"] = float(np.median(near)) if near else float("nan")
+                rows.append(row)
+                near = []
             else:
-                sb.decode(plain, i)
+                t = time.perf_counter()
+                sb.decode(plain, i)  # ends in LightLLM's .cpu() of the sampled ids: the GPU is done
+                near = (near + [(time.perf_counter() - t) * 1e3])[-NEAR:]
     sb.reset()
     torch.cuda.synchronize()
     return rows
