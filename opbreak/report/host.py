@@ -73,7 +73,8 @@ def config_sentences(mid: pd.DataFrame, log) -> list:
         text = (
             f"{bold(r['config'])} rank {c('rank', 'int')} at context {c('context_len', 'int')}: "
             f"a plain decode step takes {c('plain_ms')} in the timed run and {c('near_plain_ms')} right before "
-            f"the probed step, which takes {c('step_ms')} (closure {c('closure', 'num')}) = setup {c('setup_ms')} + launching the stack {c('launch_ms')} "
+            f"the probed step, which takes {c('step_ms')} (closure {c('closure', 'num')}) = "
+            f"setup {c('setup_ms')} + launching the stack {c('launch_ms')} "
             f"+ collective calls {c('collective_call_ms')} ({c('collective_calls', 'int')} calls) "
             f"+ drain {c('drain_ms')} + sampling {c('sampling_ms')}"
         )
