@@ -5,8 +5,9 @@ replayed from a CUDA graph (``decode_graph: true``; measured by
 Per config, rank and probed context length, medians over repeats:
 
 - ``step_ms`` = ``setup_ms + issue_ms + drain_ms + sampling_ms`` (all measured on the host clock);
-  ``issue_ms`` holds ``collective_call_ms`` (host time inside torch.distributed calls) and the rest
-  of the stack's launch work (``launch_ms`` = issue - collective calls);
+  ``issue_ms`` holds ``collective_call_ms`` (host time inside torch.distributed calls;
+  ``collective_call_us`` per call) and the rest of the stack's launch work (``launch_ms`` = issue -
+  collective calls);
 - ``near_plain_ms``: the plain steps timed just before the probed one (same host, same moment), and
   ``closure`` = ``step_ms / near_plain_ms``: how well the probed, split step stands for the plain
   step it explains; ``plain_ms``: the timed run's plain steps at that context (a line fitted over
@@ -38,7 +39,7 @@ MEASURED = [
     "replay_max_abs_diff",
     "near_plain_ms",
 ]
-DERIVED = ["launch_ms", "stack_ms", "host_over_replay_ms", "plain_ms", "closure"]
+DERIVED = ["launch_ms", "collective_call_us", "stack_ms", "host_over_replay_ms", "plain_ms", "closure"]
 KEY = ["config", "rank", "context_len"]
 COLUMNS = KEY + MEASURED + DERIVED + ["graph_error", "repeats"]
 
@@ -75,6 +76,9 @@ def decode_probe(provs: list[dict], steps: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
     df["launch_ms"] = (df["issue_ms"] - df["collective_call_ms"]).clip(lower=0)
+    df["collective_call_us"] = (df["collective_call_ms"] * 1e3 / df["collective_calls"]).where(
+        df["collective_calls"] > 0
+    )
     df["stack_ms"] = df["issue_ms"] + df["drain_ms"]
     df["host_over_replay_ms"] = (df["stack_ms"] - df["replay_ms"]).clip(lower=0)
     df["plain_ms"] = [

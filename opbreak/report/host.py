@@ -106,6 +106,30 @@ def pair_sentences(hp: pd.DataFrame, log) -> list:
     return out
 
 
+def call_sentences(mid: pd.DataFrame, ar: pd.DataFrame, log) -> list:
+    """Per real-TP config (rank 0): host time of one collective call inside the model against the same
+    size back to back in the all-reduce sweep (results/theory/allreduce.csv, decode row)."""
+    out = []
+    if ar is None or ar.empty:
+        return out
+    for _, r in mid[(mid["rank"] == 0) & (mid["collective_calls"] > 0)].iterrows():
+        a = ar[(ar["config"] == r["config"]) & (ar["kind"] == "phase") & (ar["phase"] == "decode")]
+        if a.empty or not finite(a["sweep_ms"].iloc[0]) or not finite(r["collective_call_us"]):
+            continue
+        key = ("config", "kind", "phase", "n", "size_bytes")
+        inside = log.cite("decode_probe", r, PROBE_KEY, "collective_call_us", "num")
+        size = log.cite("allreduce", a.iloc[0], key, "size_bytes", "int")
+        sweep = log.cite("allreduce", a.iloc[0], key, "sweep_ms", "ms")
+        out.append(
+            log.sentence(
+                f"{bold(r['config'])}: inside the model one decode collective call holds the host {inside} us; "
+                f"an all_reduce of the decode size ({size} B) takes {sweep} per call back to back in the sweep.",
+                topic="host",
+            )
+        )
+    return out
+
+
 def host_setup_rows(t: dict, configs) -> pd.DataFrame:
     """Per config and rank: the host setup recorded in provenance (threads, pinning, CPUs)."""
     rows = []
@@ -138,7 +162,13 @@ def host_context(t: dict, configs, trace, figures: dict) -> dict:
     setup = host_setup_rows(t, configs)
     return dict(
         any=not pr.empty,
-        sentences=config_sentences(middle_rows(pr), trace) + pair_sentences(hp, trace) if not pr.empty else [],
+        sentences=(
+            config_sentences(middle_rows(pr), trace)
+            + call_sentences(middle_rows(pr), t.get("allreduce"), trace)
+            + pair_sentences(hp, trace)
+        )
+        if not pr.empty
+        else [],
         table=md_table(probe_table(pr)) if not pr.empty else "",
         setup=md_table(setup) if not setup.empty else "",
         fig=figures.get(("host_split",)),
