@@ -34,10 +34,14 @@ def host_split(mid: pd.DataFrame, parts: list, path):
         left += v
     ax.barh(y - 0.3, d["replay_ms"].fillna(0), height=0.18, color="#1f77b4", label="layer stack, CUDA-graph replay")
     ax.scatter(d["plain_ms"], y + 0.12, marker="|", s=400, color="black", label="plain step (timed run)", zorder=3)
+    if "near_plain_ms" in d:
+        ax.scatter(
+            d["near_plain_ms"], y + 0.12, marker="D", s=28, color="black", label="plain step (just before)", zorder=3
+        )
     ax.set_yticks(y, [f"{c}  rank {int(r)}  ctx {int(x)}" for c, r, x in zip(d["config"], d["rank"], d["context_len"])])
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel("ms per decode step (host clock; median over repeats; measured)")
     ax.set_title("One decode step from the host's side, and its layer stack without the host", fontsize=10)
     ax.margins(x=0.03)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.6 / max(len(d), 2)), ncol=2, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.3 / max(len(d), 2)), ncol=2, fontsize=8, frameon=False)
     _save(fig, path)
