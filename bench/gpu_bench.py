@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics as st
 import sys
 import time
@@ -32,47 +31,51 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from opbreak.backends import lightllm_backend as lb  # noqa: E402
-from opbreak.config import load_model  # noqa: E402
+from opbreak.config import resolve  # noqa: E402
+from opbreak.io import free_port  # noqa: E402
 from opbreak.ops import UNATTRIBUTED  # noqa: E402
 from opbreak.timing import Recorder  # noqa: E402
+from opbreak.transport import SAFETY_ENV  # noqa: E402
 
 
 def init():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     os.environ.setdefault("_NCCL_PORT_", str(port))
-    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    for k, v in SAFETY_ENV.items():  # NVLink multicast off, as in every measure job
+        os.environ.setdefault(k, v)
     dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 
 
 def make_spec(layers, batch, inp, out, tp=4, model="llama2-70b"):
-    m = load_model(f"config/models/{model}.yaml", model, str(ROOT))
-    return dict(
-        name=f"bench-{model}-etp{tp}",
+    """The measure job's spec for one emulated-TP config, resolved as the pipeline resolves it
+    (schema defaults, model file), so the bench times what a study would run."""
+    study = dict(
         study="bench",
-        backend="lightllm",
-        device="cuda",
-        gpu="?",
-        num_gpus=1,
-        tp=tp,
-        emulate_tp=tp > 1,
-        gpu_ids=[0],
-        dtype="float16",
-        timing="cuda_events",
-        batch=batch,
-        input_len=inp,
-        output_len=out,
-        num_layers=layers,
-        model_layers=m["num_layers"],
-        weights=None,
-        decode_sample=0,
-        warmup=1,
         seed=0,
-        model=m,
-        timeout_s=900,
-        collective_timeout_s=60,
+        hardware_catalog="config/hardware.yaml",
+        models={model: f"config/models/{model}.yaml"},
+        configs=[
+            dict(
+                name=f"bench-{model}-etp{tp}",
+                model=model,
+                backend="lightllm",
+                gpu="H100-SXM",  # not checked here: this bench is not a measure job
+                num_gpus=1,
+                tp=tp,
+                emulate_tp=tp > 1,
+                gpu_ids=[0],
+                dtype="float16",
+                timing="cuda_events",
+                batch=batch,
+                input_len=inp,
+                output_len=out,
+                num_layers=layers,
+                timeout_s=900,
+                collective_timeout_s=60,
+            )
+        ],
     )
+    return resolve(study, study["configs"][0]["name"], str(ROOT))
 
 
 def phase_sums(rec):

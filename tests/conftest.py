@@ -9,6 +9,18 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The unit tests' small LLaMA shape (GQA 4/2 heads, 2 layers); the default study's is config/models/tiny.yaml.
+MINI_MODEL = dict(
+    name="m",
+    hidden_size=64,
+    intermediate_size=160,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    vocab_size=256,
+    rms_eps=1e-5,
+    rope_theta=10000.0,
+)
 WORKFLOW_PARTS = ("Snakefile", "rules", "config", "scripts", "report/templates", "opbreak", "envs", "profiles")
 
 

@@ -11,21 +11,14 @@ import socket
 import pytest
 import torch
 
+from conftest import ROOT
 from opbreak.backends import lightllm_backend as lb
 from opbreak.backends import torch_llama
+from opbreak.config import load_model
 from opbreak.timing import Recorder
 
-TINY = dict(
-    name="t",
-    hidden_size=256,
-    intermediate_size=688,
-    num_layers=3,
-    num_heads=8,
-    num_kv_heads=2,
-    vocab_size=2048,
-    rms_eps=1e-5,
-    rope_theta=10000.0,
-)
+# The default study's tiny model (config/models/tiny.yaml), 3 layers.
+TINY = dict(load_model("config/models/tiny.yaml", "t", str(ROOT)), name="t", num_layers=3)
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_LIGHTLLM = importlib.util.find_spec("lightllm") is not None

@@ -7,20 +7,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from conftest import MINI_MODEL
 from opbreak.backends import torch_llama
 from opbreak.timing import Recorder
 
-MODEL = dict(
-    name="m",
-    hidden_size=64,
-    intermediate_size=160,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    vocab_size=256,
-    rms_eps=1e-5,
-    rope_theta=10000.0,
-)
+MODEL = MINI_MODEL
 
 
 def spec(tp, emulate=False):

@@ -6,22 +6,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import MINI_MODEL
 from opbreak.backends import torch_llama
 from opbreak.config import check
 from opbreak.timing import Recorder
 from opbreak.weights import WeightsError, check_weights_dir, load_hf_dir
 
-MODEL = dict(
-    name="m",
-    hidden_size=64,
-    intermediate_size=160,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    vocab_size=256,
-    rms_eps=1e-5,
-    rope_theta=10000.0,
-)
+MODEL = MINI_MODEL
 HF_CONFIG = dict(
     hidden_size=64,
     intermediate_size=160,
