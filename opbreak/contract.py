@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from .aggregate import EMPTY_COLUMNS as AGGREGATE_COLUMNS
 from .aggregate import STATS
+from .host_views import COLUMNS as PROBE_COLUMNS
+from .host_views import HOST_OP_COLUMNS
+from .host_views import PAIR_COLUMNS as HOST_PAIR_COLUMNS
 from .predict import PAIR_COLUMNS, PHASE_COLUMNS, PREDICTED_COLUMNS
-from .probe_view import COLUMNS as PROBE_COLUMNS
-from .probe_view import PAIR_COLUMNS as HOST_PAIR_COLUMNS
 from .seed_check import CLAIM_COLUMNS
 from .theory_tables import THEORY_OPS_COLUMNS
 from .views import COLUMNS as DECODE_COLUMNS
@@ -102,12 +103,13 @@ PREDICT_TEXT_COLS = (
 
 # Decode truth (opbreak.views): results/aggregate/{rank_ops,collectives,phase_split,capture_cost}.csv
 DECODE_TABLES = {name: (f"{name}.csv", cols) for name, cols in DECODE_COLUMNS.items()}
-# The decode probe (opbreak.probe_view): results/aggregate/decode_probe.csv
+# The decode probe (opbreak.host_views): results/aggregate/decode_probe.csv
 DECODE_TABLES["decode_probe"] = ("decode_probe.csv", PROBE_COLUMNS)
+DECODE_TABLES["host_ops"] = ("host_ops.csv", HOST_OP_COLUMNS)  # opbreak.host_views.host_ops
 DECODE_BOOL_COLS = ("wait_capped",)
 TABLES.update(PREDICT_TABLES)
 TABLES.update(DECODE_TABLES)
-TABLES["host_pairs"] = ("host_pairs.csv", HOST_PAIR_COLUMNS)  # opbreak.probe_view.pair_speedups
+TABLES["host_pairs"] = ("host_pairs.csv", HOST_PAIR_COLUMNS)  # opbreak.host_views.pair_speedups
 THEORY_TABLES = (
     "host_pairs",
     "theory_ops",

@@ -20,6 +20,7 @@ rule aggregate:
         phase_split="results/aggregate/phase_split.csv",
         capture_cost="results/aggregate/capture_cost.csv",
         decode_probe="results/aggregate/decode_probe.csv",
+        host_ops="results/aggregate/host_ops.csv",
         provenance="results/aggregate/provenance.json",
     log:
         "logs/aggregate.log",

@@ -27,6 +27,7 @@ rule report:
         phase_split="results/aggregate/phase_split.csv",
         capture_cost="results/aggregate/capture_cost.csv",
         decode_probe="results/aggregate/decode_probe.csv",
+        host_ops="results/aggregate/host_ops.csv",
         template="report/templates/all.md.j2",
     output:
         md="report/all.md",

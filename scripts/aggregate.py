@@ -7,7 +7,7 @@ from opbreak import contract
 from opbreak.aggregate import aggregate
 from opbreak.io import atomic_write_text, read_measured, write_csv_atomic
 from opbreak.measure import COLLECTIVES_COLUMNS
-from opbreak.probe_view import decode_probe
+from opbreak.host_views import decode_probe, host_ops
 from opbreak.views import decode_tables
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -25,4 +25,5 @@ for key in ("rank_ops", "collectives", "phase_split", "capture_cost"):
     write_csv_atomic(contract.conform(key, views[key]), snakemake.output[key])
 probe = decode_probe(tables["provenance"], tables["steps_all"])
 write_csv_atomic(contract.conform("decode_probe", probe), snakemake.output.decode_probe)
+write_csv_atomic(contract.conform("host_ops", host_ops(tables["provenance"])), snakemake.output.host_ops)
 atomic_write_text(snakemake.output.provenance, json.dumps(tables["provenance"], indent=1, default=str))

@@ -10,7 +10,7 @@ from opbreak import contract
 from opbreak.hardware import load_catalog
 from opbreak.io import write_csv_atomic
 from opbreak.predict import build_predictions
-from opbreak.probe_view import pair_speedups
+from opbreak.host_views import pair_speedups
 from opbreak.theory_tables import build
 from opbreak.transport import link_key
 

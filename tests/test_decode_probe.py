@@ -8,7 +8,7 @@ import pytest
 
 from opbreak import hostsetup
 from opbreak.backends.lightllm_backend.probe import probe_steps
-from opbreak.probe_view import COLUMNS, PAIR_COLUMNS, decode_probe, pair_speedups
+from opbreak.host_views import COLUMNS, PAIR_COLUMNS, decode_probe, pair_speedups
 from opbreak.report.evidence import EvidenceLog
 from opbreak.report.host import host_context
 
@@ -115,3 +115,49 @@ def test_cpu_lists_and_pinning():
     assert hostsetup.choose_cpus("numa", 1, 2, cpus, list(range(8, 16))) == list(range(12, 16))
     assert hostsetup.choose_cpus("numa", 0, 2, cpus, None) == a  # node unknown: disjoint
     assert all(hostsetup.choose_cpus("disjoint", r, 3, [0, 1], None) for r in range(3))  # more ranks than CPUs
+
+
+def _trace():
+    """A Kineto-like trace of one decode step: setup with a sync outside ops, o_proj holding an all_reduce."""
+    ann = lambda name, ts, dur: dict(cat="user_annotation", name=name, ts=ts, dur=dur)  # noqa: E731
+    rt = lambda name, ts, dur: dict(cat="cuda_runtime", name=name, ts=ts, dur=dur, args={})  # noqa: E731
+    return dict(
+        traceEvents=[
+            ann("opbreak/phase/decode/7", 0, 1000),
+            rt("cudaStreamSynchronize", 10, 40),  # LightLLM's .item() before the stack
+            ann("opbreak/op/o_proj", 100, 300),
+            rt("cudaLaunchKernel", 110, 5),
+            ann("opbreak/op/all_reduce", 150, 100),
+            rt("cuLaunchKernelEx", 160, 7),
+            rt("cudaLaunchKernel", 300, 5),  # the residual add, back in o_proj
+            ann("opbreak/op/sampling", 500, 200),
+            rt("cudaMemcpyAsync", 510, 3),  # neither a launch nor a sync
+            rt("cudaStreamSynchronize", 520, 150),
+            rt("cudaLaunchKernel", 1500, 5),  # after the step: not counted
+        ]
+    )
+
+
+def test_host_side_of_each_op_from_a_trace():
+    from opbreak.timing.profiler import OUTSIDE_OPS, host_sums_from_trace
+
+    h = host_sums_from_trace(_trace())[7]
+    assert h[OUTSIDE_OPS] == dict(cpu_ms=0.0, launches=0, launch_ms=0.0, syncs=1, sync_ms=0.04)
+    assert h["o_proj"]["launches"] == 2 and h["o_proj"]["cpu_ms"] == pytest.approx(0.2)  # 300 - nested 100 us
+    assert h["all_reduce"]["launches"] == 1 and h["all_reduce"]["launch_ms"] == pytest.approx(0.007)
+    assert h["sampling"]["syncs"] == 1 and h["sampling"]["sync_ms"] == pytest.approx(0.15)
+    assert sum(v["launches"] for v in h.values()) == 3
+
+
+def test_host_ops_table_and_sync_sentence():
+    from opbreak.host_views import HOST_OP_COLUMNS, host_ops
+    from opbreak.report.host import sync_sentences
+
+    ops = {"decode": {"sampling": dict(cpu_ms=0.2, launches=2, launch_ms=0.01, syncs=1, sync_ms=0.15)}}
+    provs = [dict(config="c", repeat=r, backend_extra={"0": dict(host_ops=ops)}) for r in (0, 1)]
+    ho = host_ops(provs)
+    assert list(ho.columns) == HOST_OP_COLUMNS and len(ho) == 1 and ho["repeats"].iloc[0] == 2
+    log = EvidenceLog()
+    (s,) = sync_sentences(dict(host_ops=ho), ["c"], log)
+    assert "`sampling` 1 (0.15 ms)" in s.text and len(s.evidence) == 2
+    assert host_ops([dict(config="c", repeat=0)]).columns.tolist() == HOST_OP_COLUMNS

@@ -137,4 +137,5 @@ def finish_result(res: RankResult, rec, kcap, spec) -> RankResult:
     res.kernel_ms = {**kcap.kernel_view("prefill", [spec["input_len"]]), **kcap.kernel_view("decode", ctx)}
     res.collectives = kcap.collective_rows()
     res.extra["kernel_steps"] = sorted(int(c["step"]) for c in kcap.captured if c["phase"] == "decode")
+    res.extra["host_ops"] = kcap.host_view()
     return res

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..probe_view import COLUMNS
-from .markdown import bold, f_ms, f_num, finite, md_escape, md_table
+from ..host_views import COLUMNS
+from ..ops import OPS
+from .markdown import bold, f_ms, f_num, finite, join_words, md_escape, md_table, op_code
 
 PROBE_KEY = ("config", "rank", "context_len")
 PAIR_KEY = ("a", "b")
@@ -130,6 +131,57 @@ def call_sentences(mid: pd.DataFrame, ar: pd.DataFrame, log) -> list:
     return out
 
 
+HOST_OP_KEY = ("config", "rank", "phase", "op")
+
+
+def host_ops_table(t: dict, configs, phase="decode") -> pd.DataFrame:
+    """Rank 0's host side of each op per CUPTI-captured step: own CPU time, launches, syncs."""
+    ho = t.get("host_ops")
+    if ho is None or ho.empty:
+        return pd.DataFrame()
+    d = ho[(ho["phase"] == phase) & (ho["rank"] == 0) & ho["config"].isin(configs)]
+    order = {op: i for i, op in enumerate(OPS)}
+    d = d.assign(_c=d["config"].map(list(configs).index), _o=d["op"].map(lambda o: order.get(o, -1)))
+    rows = [
+        {
+            "config": md_escape(r["config"]),
+            "op": f"`{r['op']}`",
+            "own CPU time": f_ms(r["cpu_ms"]),
+            "kernel launches": f_num(r["launches"]),
+            "launch calls": f_ms(r["launch_ms"]),
+            "host syncs": f_num(r["syncs"]),
+            "blocked in syncs": f_ms(r["sync_ms"]),
+        }
+        for _, r in d.sort_values(["_c", "_o"]).iterrows()
+    ]
+    return pd.DataFrame(rows)
+
+
+def sync_sentences(t: dict, configs, log) -> list:
+    """Per config (rank 0, decode): where the host blocks on the GPU in a captured step, op by op."""
+    ho = t.get("host_ops")
+    out = []
+    if ho is None or ho.empty:
+        return out
+    for cfg in configs:
+        d = ho[(ho["config"] == cfg) & (ho["phase"] == "decode") & (ho["rank"] == 0) & (ho["syncs"] > 0)]
+        if d.empty:
+            continue
+        parts = [
+            f"{op_code(r['op'])} {log.cite('host_ops', r, HOST_OP_KEY, 'syncs', 'num')} "
+            f"({log.cite('host_ops', r, HOST_OP_KEY, 'sync_ms', 'ms')})"
+            for _, r in d.sort_values("sync_ms", ascending=False).iterrows()
+        ]
+        out.append(
+            log.sentence(
+                f"{bold(cfg)}: in a CUPTI-captured decode step (rank 0) the host blocks on the GPU in "
+                f"{join_words(parts)}; no other op range synchronizes.",
+                topic="host",
+            )
+        )
+    return out
+
+
 def host_setup_rows(t: dict, configs) -> pd.DataFrame:
     """Per config and rank: the host setup recorded in provenance (threads, pinning, CPUs)."""
     rows = []
@@ -160,17 +212,19 @@ def host_context(t: dict, configs, trace, figures: dict) -> dict:
     hp = t.get("host_pairs")
     hp = hp if hp is not None else pd.DataFrame()
     setup = host_setup_rows(t, configs)
-    return dict(
-        any=not pr.empty,
-        sentences=(
-            config_sentences(middle_rows(pr), trace)
-            + call_sentences(middle_rows(pr), t.get("allreduce"), trace)
-            + pair_sentences(hp, trace)
-        )
+    ops = host_ops_table(t, configs)
+    mid = middle_rows(pr)
+    probe = (
+        config_sentences(mid, trace) + call_sentences(mid, t.get("allreduce"), trace) + pair_sentences(hp, trace)
         if not pr.empty
-        else [],
+        else []
+    )
+    return dict(
+        any=not (pr.empty and ops.empty),
+        sentences=probe + sync_sentences(t, configs, trace),
         table=md_table(probe_table(pr)) if not pr.empty else "",
         setup=md_table(setup) if not setup.empty else "",
+        ops=md_table(ops) if not ops.empty else "",
         fig=figures.get(("host_split",)),
     )
 

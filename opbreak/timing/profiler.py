@@ -98,3 +98,59 @@ def kernel_sums_from_trace(trace):
                 )
             )
     return dict(phase_k), {k: dict(v) for k, v in op_k.items()}, dict(coll)
+
+
+LAUNCH_CALL = "LaunchKernel"  # cudaLaunchKernel(ExC), cuLaunchKernel(Ex): the host's kernel launches
+SYNC_CALL = "Synchronize"  # cudaStreamSynchronize, cudaDeviceSynchronize, cudaEventSynchronize: the host blocks
+OUTSIDE_OPS = "(outside ops)"
+HOST_FIELDS = ("cpu_ms", "launches", "launch_ms", "syncs", "sync_ms")
+
+
+def _self_ms(ops):
+    """Each op range's host duration minus the ranges nested in it (an all_reduce inside o_proj), in ms."""
+    out = []
+    for i, (s, e, name) in enumerate(ops):
+        inner = sum(e2 - s2 for s2, e2, _ in ops[i + 1 :] if s2 >= s and e2 <= e and s2 < e)
+        out.append((name[len(OP_TAG) :], max(e - s - inner, 0.0) / 1e3))
+    return out
+
+
+def host_sums_from_trace(trace):
+    """Per phase step, the host side of each op range: its own CPU time, and the CUDA runtime and driver
+    calls made inside it, split into kernel launches and host syncs (count and host time, ms).
+
+    Returns ``{step index: {op: {cpu_ms, launches, launch_ms, syncs, sync_ms}}}``; calls outside any op
+    range (the step's setup, LightLLM's KV allocation and its ``.item()`` syncs) go under
+    ``(outside ops)``. The ranges are the same ``opbreak/op/*`` annotations the GPU-busy view uses.
+    """
+    ev = trace["traceEvents"] if isinstance(trace, dict) else trace
+    ranges = [
+        (e["ts"], e["ts"] + e.get("dur", 0), e["name"])
+        for e in ev
+        if e.get("cat") == "user_annotation" and e.get("name", "").startswith("opbreak/")
+    ]
+    phases = sorted(r for r in ranges if r[2].startswith(PHASE_TAG))
+    ops = sorted(r for r in ranges if r[2].startswith(OP_TAG))
+    pstarts, ostarts = [p[0] for p in phases], [o[0] for o in ops]
+    out = defaultdict(lambda: defaultdict(lambda: dict.fromkeys(HOST_FIELDS, 0.0)))
+
+    def step_of(ts):
+        i = bisect.bisect_right(pstarts, ts) - 1
+        return None if i < 0 or ts > phases[i][1] else i
+
+    for (s, _, _), (op, ms) in zip(ops, _self_ms(ops)):
+        i = step_of(s)
+        if i is not None:
+            out[int(phases[i][2].rsplit("/", 1)[1])][op]["cpu_ms"] += ms
+    for e in ev:
+        if e.get("cat") not in ("cuda_runtime", "cuda_driver"):
+            continue
+        kind = "launch" if LAUNCH_CALL in e.get("name", "") else "sync" if SYNC_CALL in e.get("name", "") else None
+        i = step_of(e["ts"]) if kind else None
+        if i is None:
+            continue
+        rng = _covering(ops, ostarts, e["ts"], phases[i][0])
+        cell = out[int(phases[i][2].rsplit("/", 1)[1])][rng[2][len(OP_TAG) :] if rng else OUTSIDE_OPS]
+        cell["launches" if kind == "launch" else "syncs"] += 1
+        cell[kind + "_ms"] += e.get("dur", 0) / 1e3
+    return {k: {op: dict(v) for op, v in d.items()} for k, d in out.items()}

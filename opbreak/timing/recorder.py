@@ -30,8 +30,10 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
+import numpy as np
+
 from ..ops import INSTRUMENTATION, OPS, UNATTRIBUTED
-from .profiler import OP_TAG, PHASE_TAG, kernel_sums_from_trace
+from .profiler import HOST_FIELDS, OP_TAG, PHASE_TAG, host_sums_from_trace, kernel_sums_from_trace
 from .sampling import integrate_over_context, overhead_ms, scale_to_total
 
 HOST_GAP = "host_gap"
@@ -328,6 +330,7 @@ class Recorder:
         finally:
             prof.__exit__(None, None, None)
             trace = self._load_trace(prof)
+            self._parse_host(trace)
             self._parse_profile(*kernel_sums_from_trace(trace))
             self._prof_phases = {}
 
@@ -346,6 +349,9 @@ class Recorder:
         if raw != self._trace_raw:
             os.unlink(raw)
         return trace
+
+    def _parse_host(self, trace):
+        """The host side of the profiled steps: kept by :class:`KernelCapture` only."""
 
     def _parse_profile(self, phase_kernel, op_kernel, collectives):
         """Kernel time per op and step; host_gap (GPU idle) and unattributed close each step."""
@@ -510,7 +516,11 @@ class KernelCapture(Recorder):
 
     def __init__(self):
         super().__init__("torch_profiler")
-        self.captured = []  # dicts: phase, step, context_len, e2e_ms, kernel_ms, ops {op: ms}, collectives [...]
+        self.captured = []  # dicts: phase, step, context_len, e2e_ms, kernel_ms, ops {op: ms}, collectives, host
+        self._host = {}
+
+    def _parse_host(self, trace):
+        self._host = host_sums_from_trace(trace)
 
     def _parse_profile(self, phase_kernel, op_kernel, collectives):
         for idx, phase in self._prof_phases.items():
@@ -527,6 +537,7 @@ class KernelCapture(Recorder):
                     kernel_ms=kern,
                     ops=ops,
                     collectives=collectives.get(idx, []),
+                    host=self._host.get(idx, {}),
                 )
             )
 
@@ -539,6 +550,17 @@ class KernelCapture(Recorder):
         series = {op: [c["ops"].get(op, 0.0) for c in rows] for op in ops}
         est = integrate_over_context([c["context_len"] for c in rows], series, ctx_all)
         return {(phase, op): max(v, 0.0) for op, v in est.items()}
+
+    def host_view(self) -> dict:
+        """Per phase and op: the host side (CPU time, launches, syncs) per captured step, medians over steps."""
+        out = {}
+        for phase in sorted({c["phase"] for c in self.captured}):
+            rows = [c["host"] for c in self.captured if c["phase"] == phase]
+            ops = sorted({op for r in rows for op in r})
+            out[phase] = {
+                op: {f: float(np.median([r.get(op, {}).get(f, 0.0) for r in rows])) for f in HOST_FIELDS} for op in ops
+            }
+        return out
 
     def collective_rows(self):
         """One row per captured collective kernel: phase, step, context_len, call, op, kernel, start/end us."""

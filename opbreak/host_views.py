@@ -1,4 +1,8 @@
-"""The decode probe's table: one decode step per rank split on the host clock, and its layer stack
+"""The host's side of decode, per rank: the decode probe (one step split on the host clock, its layer
+stack replayed from a CUDA graph; pair speedups with and without the host) and the host side of each op
+in the CUPTI-captured steps (:func:`host_ops`).
+
+The decode probe: one decode step per rank split on the host clock, and its layer stack
 replayed from a CUDA graph (``decode_graph: true``; measured by
 :mod:`opbreak.backends.lightllm_backend.probe`, recorded in provenance ``backend_extra[rank]``).
 
@@ -135,3 +139,28 @@ def pair_speedups(probe: pd.DataFrame, pairs: list[dict]) -> pd.DataFrame:
         row["host_b_ms"] = max(rb["plain_ms"] - rb["replay_ms"], 0.0)
         rows.append(row)
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+HOST_OP_KEY = ["config", "rank", "phase", "op"]
+HOST_OP_COLUMNS = HOST_OP_KEY + ["cpu_ms", "launches", "launch_ms", "syncs", "sync_ms", "repeats"]
+
+
+def host_ops(provs: list[dict]) -> pd.DataFrame:
+    """The host side of each op per CUPTI-captured step (``kernel_steps``; ``backend_extra[rank].host_ops``,
+    :meth:`opbreak.timing.KernelCapture.host_view`): its own CPU time, kernel launches and host syncs,
+    medians over repeats. Captured steps run slower than plain ones (the profiler's cost), so these are
+    the host's work per op as the profiler sees it, not a plain step's timings."""
+    rows = [
+        dict(v, config=p["config"], repeat=p["repeat"], rank=int(rank), phase=phase, op=op)
+        for p in provs
+        for rank, extra in (p.get("backend_extra") or {}).items()
+        for phase, ops in ((extra or {}).get("host_ops") or {}).items()
+        for op, v in ops.items()
+    ]
+    if not rows:
+        return pd.DataFrame(columns=HOST_OP_COLUMNS)
+    df = pd.DataFrame(rows)
+    g = df.groupby(HOST_OP_KEY, sort=True)
+    out = g[HOST_OP_COLUMNS[4:-1]].median()
+    out["repeats"] = g["repeat"].nunique()
+    return out.reset_index()[HOST_OP_COLUMNS]
