@@ -111,7 +111,9 @@ PAIR_COLUMNS = [
     "speedup_without_host",
     "host_a_ms",
     "host_b_ms",
-]
+    "step_a_ms",
+    "step_b_ms",
+] + [f"{part}_{side}" for part in ("setup", "launch", "collective_call", "drain", "sampling") for side in "ab"]
 
 
 def _at_middle(probe: pd.DataFrame, cfg: str) -> pd.Series | None:
@@ -123,7 +125,10 @@ def _at_middle(probe: pd.DataFrame, cfg: str) -> pd.Series | None:
 def pair_speedups(probe: pd.DataFrame, pairs: list[dict]) -> pd.DataFrame:
     """Per declared pair with both configs probed: b over a per decode step with the host (plain steps)
     and without it (the layer stack replayed from a CUDA graph), at a's middle probed context, and
-    each side's host share of the step (plain step - replay). The theory step writes it
+    each side's host share of the step (plain step - replay), and the probed steps part by part
+    (``<part>_a``, ``<part>_b`` in ms: e.g. real TP2 against its one-process twin, ``launch_a`` against
+    ``launch_b`` is launching the same kernels with two rank processes on the host and with one). The
+    theory step writes it
     (``results/theory/host_pairs.csv``); the report cites it."""
     rows = []
     for p in pairs:
@@ -137,6 +142,9 @@ def pair_speedups(probe: pd.DataFrame, pairs: list[dict]) -> pd.DataFrame:
         row["speedup_without_host"] = rb["replay_ms"] / ra["replay_ms"]
         row["host_a_ms"] = max(ra["plain_ms"] - ra["replay_ms"], 0.0)
         row["host_b_ms"] = max(rb["plain_ms"] - rb["replay_ms"], 0.0)
+        row["step_a_ms"], row["step_b_ms"] = ra["step_ms"], rb["step_ms"]
+        for part in ("setup", "launch", "collective_call", "drain", "sampling"):
+            row[f"{part}_a"], row[f"{part}_b"] = ra[f"{part}_ms"], rb[f"{part}_ms"]
         rows.append(row)
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 

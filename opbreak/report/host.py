@@ -100,7 +100,8 @@ def pair_sentences(hp: pd.DataFrame, log) -> list:
                 f"{md_escape(r['label'])}: per decode step {c('speedup_with_host', 'x')} with the host "
                 f"({c('plain_a_ms')} against {c('plain_b_ms')}), {c('speedup_without_host', 'x')} without it "
                 f"(graph replay {c('replay_a_ms')} against {c('replay_b_ms')}); the host holds "
-                f"{c('host_a_ms')} of {bold(r['a'])}'s step and {c('host_b_ms')} of {bold(r['b'])}'s.",
+                f"{c('host_a_ms')} of {bold(r['a'])}'s step and {c('host_b_ms')} of {bold(r['b'])}'s. "
+                f"Probed steps {c('step_a_ms')} against {c('step_b_ms')}: {_diffs(r, c)}.",
                 topic="host",
             )
         )
@@ -180,6 +181,15 @@ def sync_sentences(t: dict, configs, log) -> list:
             )
         )
     return out
+
+
+def _diffs(r, c) -> str:
+    """The parts of two probed steps side by side (a against b), largest difference first."""
+    names = [p[: -len("_ms")] for p in PARTS]
+    ok = [n for n in names if finite(r[f"{n}_a"]) and finite(r[f"{n}_b"])]
+    ok.sort(key=lambda n: -abs(r[f"{n}_a"] - r[f"{n}_b"]))
+    shown = [f"{PARTS[n + '_ms']} {c(n + '_a')} against {c(n + '_b')}" for n in ok]
+    return "part by part, " + join_words(shown) if shown else "no parts recorded"
 
 
 def host_setup_rows(t: dict, configs) -> pd.DataFrame:
