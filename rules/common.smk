@@ -1,4 +1,5 @@
 # Config validation and per-config lookups shared by every step.
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)
@@ -64,6 +65,17 @@ for _name, _spec in SPECS.items():
         and not _spec["emulate_tp"]
     ):
         LINKS.setdefault(link_key(_spec), _name)
+
+
+# nccl-tests, the sweep's reference (study field `nccl_tests`): None when absent.
+NCCL_TESTS = config.get("nccl_tests")
+if NCCL_TESTS and NCCL_TESTS.get("src"):
+    NCCL_TESTS_BINARY = "results/sweep/nccl-tests.build.json"
+elif NCCL_TESTS:
+    NCCL_TESTS_BINARY = os.path.abspath(NCCL_TESTS["binary"])
+NCCL_TESTS_CSVS = (
+    expand("results/sweep/{link}.nccl-tests.csv", link=LINKS) if NCCL_TESTS else []
+)
 
 
 def link_spec(field):
