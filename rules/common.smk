@@ -67,12 +67,13 @@ for _name, _spec in SPECS.items():
         LINKS.setdefault(link_key(_spec), _name)
 
 
-# nccl-tests, the sweep's reference (study field `nccl_tests`): None when absent.
-NCCL_TESTS = config.get("nccl_tests")
-if NCCL_TESTS and NCCL_TESTS.get("src"):
-    NCCL_TESTS_BINARY = "results/sweep/nccl-tests.build.json"
-elif NCCL_TESTS:
-    NCCL_TESTS_BINARY = os.path.abspath(NCCL_TESTS["binary"])
+# nccl-tests, the sweep's reference (study field `nccl_tests`): {} when absent, and nothing asks for it.
+NCCL_TESTS = config.get("nccl_tests") or {}
+NCCL_TESTS_BINARY = (
+    "results/sweep/nccl-tests.build.json"
+    if NCCL_TESTS.get("src")
+    else os.path.abspath(NCCL_TESTS.get("binary") or "all_reduce_perf")
+)
 NCCL_TESTS_CSVS = (
     expand("results/sweep/{link}.nccl-tests.csv", link=LINKS) if NCCL_TESTS else []
 )
