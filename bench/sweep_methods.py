@@ -70,8 +70,11 @@ def _worker(rank, world, port, args, env, out_path):
     bufs = [torch.zeros(max(1, s // 4), dtype=torch.float32, device=dev) for s in args.sizes]
     res = {m: [[] for _ in bufs] for m in METHODS}
 
+    # as the sweep does: its own group (fresh NCCL communicator), unless --default-group
+    group = None if args.default_group else dist.new_group(backend=backend)
+
     def ar(x):
-        dist.all_reduce(x)
+        dist.all_reduce(x, group=group)
 
     def align(x):
         ar(x)
@@ -83,7 +86,7 @@ def _worker(rank, world, port, args, env, out_path):
             for _ in range(warmup):
                 ar(x)
             device_sync()
-            dist.barrier()
+            dist.barrier(group=group)
             t0 = time.perf_counter()
             for _ in range(n):
                 ar(x)
@@ -112,7 +115,7 @@ def _worker(rank, world, port, args, env, out_path):
             res["aligned_b2b"][j].append((time.perf_counter() - t0) / n)
             res["events"][j].append(e0.elapsed_time(e1) / 1e3 / n if cuda else float("nan"))
 
-            dist.barrier()
+            dist.barrier(group=group)
             t0 = time.perf_counter()
             for _ in range(n):
                 ar(x)
@@ -193,6 +196,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=8, help="timed loops per size and method")
     ap.add_argument("--long-iters", type=int, default=500, help="calls of the long_b2b loop")
     ap.add_argument("--no-graph", action="store_true", help="skip the CUDA graph method")
+    ap.add_argument("--default-group", action="store_true", help="use the default group, not a new_group as the sweep")
     ap.add_argument("--out", help="also write the table as CSV here")
     args = ap.parse_args(argv)
     args.sizes = [s // 4 * 4 for s in args.sizes]
@@ -227,7 +231,8 @@ def main(argv=None):
     if not args.cpu:
         print(f", NCCL {'.'.join(map(str, torch.cuda.nccl.version()))}", end="")
     print(f"\n# us per call, slowest rank, median over {args.rounds} rounds of {args.iters} calls (long_b2b: one loop)")
-    print(f"# env: {' '.join(f'{k}={v}' for k, v in env.items())}")
+    grp = "default" if args.default_group else "new_group"
+    print(f"# env: {' '.join(f'{k}={v}' for k, v in env.items())}; group: {grp}")
     show = df[["size_bytes"] + [f"{m}_us" for m in METHODS]].copy()
     show.columns = ["size"] + list(METHODS)
     print(show.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
