@@ -142,3 +142,36 @@ def test_allreduce_rows_put_nccl_tests_beside_the_sweep_and_fit_both():
     # without a reference: the same sweep rows, the nccl-tests column empty
     rows0 = pd.DataFrame(allreduce_rows(spec, link, sweep, theory))
     assert rows0[rows0["kind"] == "sweep"]["nccl_tests_ms"].isna().all() and "nccl_tests" not in set(rows0["kind"])
+
+
+def _study(wf, nccl_tests_field):
+    import yaml
+
+    cfg = yaml.safe_load((wf / "config/config.yaml").read_text())
+    if nccl_tests_field is not None:
+        cfg["nccl_tests"] = nccl_tests_field
+    (wf / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def test_workflow_runs_nccl_tests_per_link_only_when_set(workflow_copy, tmp_path):
+    from conftest import dry_run_jobs, snakemake
+
+    wf = workflow_copy
+    assert not [j for j in dry_run_jobs(wf, "report/all.md") if j.startswith("nccl_tests")]
+    fake = tmp_path / "all_reduce_perf"
+    fake.write_text(f"#!/bin/sh\ncat {FIXTURE}\n")
+    fake.chmod(0o755)
+    _study(wf, {"binary": str(fake)})
+    jobs = dry_run_jobs(wf, "report/all.md")
+    assert "nccl_tests[link=cpu-tp2-auto]" in jobs and "nccl_tests_build" not in jobs
+    src = tmp_path / "nccl-tests"
+    (src / "src").mkdir(parents=True)
+    (src / "src/all_reduce.cu").write_text("")
+    _study(wf, {"src": str(src)})
+    jobs = dry_run_jobs(wf, "report/all.md")
+    assert "nccl_tests_build" in jobs and "nccl_tests[link=cpu-tp2-auto]" in jobs
+    _study(wf, {"src": str(tmp_path / "missing")})
+    p = snakemake(wf, "-n", "report/all.md", check=False)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "invalid config (nothing was run)" in out
+    assert f"nccl_tests.src: '{tmp_path / 'missing'}' is not a nccl-tests source folder" in out
