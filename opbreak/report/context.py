@@ -466,6 +466,28 @@ def _us(ms) -> str:
     return f"{f_num(ms * 1e3)} us" if ms == ms else "-"
 
 
+def _agreement(g: pd.DataFrame) -> str:
+    """One link's sweep against nccl-tests in a sentence: small messages (<= 1 MiB) as a ratio range,
+    with the CUDA graph's where measured; large ones (>= 16 MiB) as the largest relative difference."""
+    g = g[g["nccl_tests_ms"].notna()]
+    r = g["measured_ms"] / g["nccl_tests_ms"]
+    small, large = g["size_bytes"] <= 1 << 20, g["size_bytes"] >= 16 << 20
+    parts = []
+    if small.any():
+        lo, hi = r[small].min(), r[small].max()
+        txt = f"at <= 1 MiB the sweep is {f_num(lo)}-{f_num(hi)}x nccl-tests"
+        if "graph_ms" in g and g.loc[small, "graph_ms"].notna().any():
+            gr = g.loc[small, "graph_ms"] / g.loc[small, "nccl_tests_ms"]
+            txt += f" (its CUDA graph {f_num(gr.min())}-{f_num(gr.max())}x)"
+        parts.append(txt)
+    if large.any():
+        parts.append(f"at >= 16 MiB within {f_num(100 * (r[large] - 1).abs().max())} %")
+    if not parts:
+        return ""
+    t = g.iloc[0]
+    return f" {md_escape(t['config'])} ({md_escape(str(t.get('transport', '')))}): " + "; ".join(parts) + "."
+
+
 def sweep_vs_nccl_tests(ar: pd.DataFrame) -> dict:
     """Per link (its first config) and size: the sweep's torch.distributed times beside nccl-tests'.
 
@@ -477,9 +499,10 @@ def sweep_vs_nccl_tests(ar: pd.DataFrame) -> dict:
         return dict(allreduce_sweep_table="", nccl_tests_note="")
     has_ref = "nccl_tests_ms" in sw and sw["nccl_tests_ms"].notna().any()
     rows = []
-    for _, r in sw.drop_duplicates(
+    sw = sw.drop_duplicates(  # configs sharing a link share its sweep: once
         ["transport", "n", "size_bytes", "measured_ms"] if "transport" in sw else ["config", "size_bytes"]
-    ).iterrows():
+    )
+    for _, r in sw.iterrows():
 
         def get(c, r=r):
             v = r.get(c, float("nan"))
@@ -506,6 +529,9 @@ def sweep_vs_nccl_tests(ar: pd.DataFrame) -> dict:
             "the sweep is `torch.distributed.all_reduce` called back to back (the framework's call floor), "
             "CUDA graph the same calls replayed without the host. Where the sweep sits well above nccl-tests "
             "and the CUDA graph does not, the difference is the host's cost per call, not the link."
+        )
+        note += "".join(
+            _agreement(g) for _, g in sw.groupby(["config"], sort=False) if g["nccl_tests_ms"].notna().any()
         )
     else:
         note = (
