@@ -130,7 +130,7 @@ def torch_nccl_home() -> str:
     """The folder of the NCCL that torch ships (pip ``nvidia-nccl-cu*``: ``include/``, ``lib/``)."""
     import nvidia.nccl
 
-    return os.path.dirname(nvidia.nccl.__file__) if nvidia.nccl.__file__ else list(nvidia.nccl.__path__)[0]
+    return list(nvidia.nccl.__path__)[0]  # a namespace package in some wheels: no __file__
 
 
 def build_command(src, build_dir, nccl_home, cuda_home=None, gencode=None) -> str:
