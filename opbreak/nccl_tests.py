@@ -171,11 +171,11 @@ def build(src, build_dir=None, gencode=None) -> dict:
     """Build ``all_reduce_perf`` from ``src`` (see :func:`build_command`); what it built, for the run rule."""
     import shutil
 
-    nvcc = shutil.which("nvcc") or (
-        os.path.join(os.environ["CUDA_HOME"], "bin", "nvcc") if "CUDA_HOME" in os.environ else None
-    )
-    if not nvcc or not os.path.exists(nvcc):
-        raise RuntimeError("nccl_tests.src needs the host's nvcc (CUDA toolkit) on PATH or CUDA_HOME set")
+    homes = [os.environ.get("CUDA_HOME", ""), "/usr/local/cuda"]
+    cands = [shutil.which("nvcc")] + [os.path.join(h, "bin", "nvcc") for h in homes if h]
+    nvcc = next((c for c in cands if c and os.access(c, os.X_OK)), None)
+    if not nvcc:
+        raise RuntimeError("nccl_tests.src needs the host's nvcc: on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin")
     cuda_home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
     nccl_home = torch_nccl_home()
     build_dir = os.path.abspath(build_dir or default_build_dir(src))
