@@ -128,8 +128,13 @@ def run_args(binary, sizes, tp, iters=20, warmup=5, dtype="half") -> list[str]:
 
 def torch_nccl_home() -> str:
     """The folder of the NCCL that torch ships (pip ``nvidia-nccl-cu*``: ``include/``, ``lib/``)."""
-    import nvidia.nccl
-
+    try:
+        import nvidia.nccl
+    except ImportError as e:
+        raise RuntimeError(
+            "torch's NCCL (pip nvidia-nccl-cu*) is not installed here (a CPU torch, or one with NCCL built in): "
+            "build nccl-tests against your NCCL yourself and set nccl_tests.binary"
+        ) from e
     return list(nvidia.nccl.__path__)[0]  # a namespace package in some wheels: no __file__
 
 
