@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import os
 import re
 from pathlib import Path
 
@@ -223,7 +224,37 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
                 f"{where}.b: {p['b']!r} is also a; a pair compares two different configs, "
                 f"pick b from {sorted(seen - {p['a']})}"
             )
+    errs += _check_nccl_tests(config, root)
     return schema_errs + errs
+
+
+def _check_nccl_tests(config, root) -> list[str]:
+    """The ``nccl_tests`` field: exactly one of binary/src, and the path must exist (before any job)."""
+    nt = config.get("nccl_tests")
+    if not isinstance(nt, dict):
+        return []  # absent (no reference), or a schema error
+    where = "nccl_tests"
+    given = [k for k in ("binary", "src") if nt.get(k)]
+    if len(given) != 1:
+        return [
+            f"{where}: set exactly one of 'binary' (a built all_reduce_perf) or 'src' (a nccl-tests source "
+            f"folder to build); got {given or 'neither'}"
+        ]
+    key = given[0]
+    path = nt[key] if os.path.isabs(nt[key]) else os.path.join(root, nt[key])
+    if key == "binary" and not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return [
+            f"{where}.binary: {nt[key]!r} is not an executable file; point it at a built all_reduce_perf "
+            f"(nccl-tests' build/all_reduce_perf) or use {where}.src with a nccl-tests source folder"
+        ]
+    if key == "src" and not os.path.isfile(os.path.join(path, "src", "all_reduce.cu")):
+        return [
+            f"{where}.src: {nt[key]!r} is not a nccl-tests source folder (no src/all_reduce.cu); "
+            f"git clone https://github.com/NVIDIA/nccl-tests there, or use {where}.binary"
+        ]
+    if not (config.get("allreduce_sweep") or {}).get("sizes"):
+        return [f"{where}: runs beside the all-reduce sweep, which is off; set allreduce_sweep.sizes too"]
+    return []
 
 
 def _check_entry(config, i, entry, models, gpus, seen, errs, root):

@@ -680,6 +680,24 @@ def allreduce(ar: pd.DataFrame, configs, path):
                 sw["size_bytes"], sw["measured_ms"], color=OP_COLORS["all_reduce"], s=22, label="sweep, measured"
             )
             ax.plot(sw["size_bytes"], sw["model_ms"], color="#333333", lw=1.2, label="ring model")
+            if "graph_ms" in sw and sw["graph_ms"].notna().any():
+                ax.scatter(
+                    sw["size_bytes"], sw["graph_ms"], marker="x", color="#555555", s=22, label="sweep, CUDA graph"
+                )
+        nt = d[d["kind"] == "nccl_tests"].sort_values("size_bytes")
+        if len(nt):  # NCCL's floor (nccl-tests), and the model fitted to it
+            ax.scatter(
+                nt["size_bytes"],
+                nt["measured_ms"],
+                marker="s",
+                facecolor="none",
+                edgecolor="#1f77b4",
+                s=26,
+                label="nccl-tests",
+            )
+            ax.plot(
+                nt["size_bytes"], nt["model_ms"], color="#1f77b4", lw=1.0, ls="--", label="ring model, nccl-tests fit"
+            )
         for phase in PHASES:
             p = ph[ph["phase"] == phase]
             if len(p):
@@ -706,7 +724,7 @@ def allreduce(ar: pd.DataFrame, configs, path):
         if len(fit):
             f = fit.iloc[0]
             sub = f": alpha {f['alpha_us']:.3g} us, B {f['bw_GBps']:.3g} GB/s ({f['source']}, {int(f['n'])} ranks)"
-        if sw.empty and ph.empty:
+        if sw.empty and ph.empty and nt.empty:
             _no_data(ax, "no measured sizes")
         else:
             ax.set_xscale("log")

@@ -1,5 +1,9 @@
 """The measure step's all-reduce size sweep, timed as nccl-tests times it (algbw, busbw).
 
+Per size: warm-up, then rounds of [one aligning call + stream sync, N calls back to back, one
+stream sync] (nccl-tests' BenchTime, no barrier); on CUDA also CUDA events around the same loops
+and a CUDA graph of N calls replayed (the host-free floor). See :func:`opbreak.collectives.allreduce_sweep`.
+
 Runs on the config's own ranks and transport (gloo on CPU; NCCL on GPUs with the
 config's ``transport`` environment, :mod:`opbreak.transport`) so the theory step
 fits the alpha-beta model to this machine and this path rather than a datasheet.
@@ -25,6 +29,8 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", required=True, help="message sizes in bytes")
     ap.add_argument("--iters", type=int, default=20, help="back-to-back calls per timed round")
     ap.add_argument("--rounds", type=int, default=8, help="timed rounds per size")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed calls per size before its rounds")
+    ap.add_argument("--no-graph", action="store_true", help="skip the CUDA graph replay (graph_time_s empty)")
     args = ap.parse_args(argv)
     cuda = args.device == "cuda"
     if cuda and args.gpu_ids and "CUDA_VISIBLE_DEVICES" not in os.environ:
@@ -38,6 +44,8 @@ def main(argv=None):
             device=args.device,
             iters=args.iters,
             rounds=args.rounds,
+            warmup=args.warmup,
+            graph=not args.no_graph,
         )
         used = ",".join(transport.used(logs)) if cuda else "gloo/tcp"
     df.insert(0, "config", args.config_name)

@@ -16,6 +16,7 @@ import pandas as pd
 from .collectives import allreduce_terms, fit_alpha_beta, tp_scaling_explainer
 from .config import DTYPE_BYTES
 from .hardware import link_between, topology_from_nvidia_smi
+from .nccl_tests import at_sizes
 from .ops import COLLECTIVE_OPS, MODEL_OPS, PHASES
 from .stats import ratio_ci
 from .theory import decode_step_costs, op_costs, roofline, theoretical_ratio, vanilla_gpt_flops
@@ -276,15 +277,37 @@ def sweep_at(sweep, size_bytes) -> float:
     return float(np.exp(np.interp(np.log(size_bytes), np.log(s["size_bytes"]), np.log(s["time_s"])))) * 1e3
 
 
-def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
-    """Sweep points vs the fitted model, per-phase collectives vs the model, 4-vs-8 explainer."""
+FIT_ON = {
+    "fit": "sweep time_p10_s (torch.distributed calls back to back: the framework's call floor)",
+    "catalog": "datasheet link (no sweep)",
+    "fit to nccl-tests": "nccl-tests out-of-place time (NCCL's floor, no framework call)",
+}
+
+
+def _col_ms(r, col):
+    v = r.get(col, math.nan)
+    return float(v) * 1e3 if v is not None and not pd.isna(v) else math.nan
+
+
+def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame | None = None):
+    """Sweep points vs the fitted model (with nccl-tests at the same sizes where it ran), nccl-tests'
+    own points vs a model fitted to them, per-phase collectives vs the model, 4-vs-8 explainer."""
     if link is None:
         return []
     n, alpha, bw = spec["tp"], link["alpha_s"], link["bw_bytes_per_s"]
-    base = dict(config=spec["name"], n=n, alpha_us=alpha * 1e6, bw_GBps=bw / 1e9, source=link["source"])
+    base = dict(
+        config=spec["name"],
+        n=n,
+        alpha_us=alpha * 1e6,
+        bw_GBps=bw / 1e9,
+        source=link["source"],
+        fit_on=FIT_ON[link["source"]],
+        transport=spec.get("transport", "auto"),
+    )
     rows = []
     if sweep is not None:
-        for _, r in sweep.iterrows():
+        ref = at_sizes(nccl, sweep["size_bytes"]) * 1e3
+        for (_, r), ref_ms in zip(sweep.iterrows(), ref):
             terms = allreduce_terms(r["size_bytes"], n, bw, alpha).iloc[0]
             rows.append(
                 dict(
@@ -296,6 +319,29 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame):
                     model_ms=terms["total_s"] * 1e3,
                     t_latency_ms=terms["latency_s"] * 1e3,
                     t_bandwidth_ms=terms["bandwidth_s"] * 1e3,
+                    sweep_min_ms=_col_ms(r, "time_min_s"),
+                    graph_ms=_col_ms(r, "graph_time_s"),
+                    percall_ms=_col_ms(r, "percall_median_s"),
+                    nccl_tests_ms=ref_ms,
+                )
+            )
+    if nccl is not None and len(nccl) >= 2 and n >= 2:
+        na, nb = fit_alpha_beta(nccl["size_bytes"], nccl["time_s"], n)
+        nbase = dict(base, alpha_us=na * 1e6, bw_GBps=nb / 1e9, source="fit to nccl-tests")
+        nbase["fit_on"] = FIT_ON["fit to nccl-tests"]
+        for _, r in nccl.iterrows():
+            terms = allreduce_terms(r["size_bytes"], n, nb, na).iloc[0]
+            rows.append(
+                dict(
+                    nbase,
+                    kind="nccl_tests",
+                    phase="",
+                    size_bytes=r["size_bytes"],
+                    measured_ms=r["time_s"] * 1e3,
+                    model_ms=terms["total_s"] * 1e3,
+                    t_latency_ms=terms["latency_s"] * 1e3,
+                    t_bandwidth_ms=terms["bandwidth_s"] * 1e3,
+                    nccl_tests_ms=r["time_s"] * 1e3,
                 )
             )
     for _, r in theory[(theory["config"] == spec["name"]) & (theory["op"] == "all_reduce")].iterrows():
@@ -380,13 +426,17 @@ def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1):
     return rows
 
 
-def build(specs, summary, ops_repeats, phase_totals, steps, provenance, catalog, sweeps, pairs, ratio_flag):
-    """All theory tables as DataFrames (written by scripts/theory.py)."""
+def build(
+    specs, summary, ops_repeats, phase_totals, steps, provenance, catalog, sweeps, pairs, ratio_flag, nccl_refs=None
+):
+    """All theory tables as DataFrames (written by scripts/theory.py). ``nccl_refs``: config -> the
+    parsed nccl-tests table of its link (:mod:`opbreak.nccl_tests`), where the study ran it."""
+    nccl_refs = nccl_refs or {}
     th, ar, ds, ce = [], [], [], []
     for name, spec in specs.items():
         t, ceil, link = theory_ops(spec, catalog, provenance, sweeps.get(name), summary)
         th.append(t)
-        ar += allreduce_rows(spec, link, sweeps.get(name), t)
+        ar += allreduce_rows(spec, link, sweeps.get(name), t, nccl_refs.get(name))
         stride = max(1, spec["output_len"] // 256)
         ds += decode_step_rows(spec, ceil, steps, stride)
         ce.append(
@@ -437,6 +487,12 @@ def build(specs, summary, ops_repeats, phase_totals, steps, provenance, catalog,
                 "source",
                 "t_latency_ms",
                 "t_bandwidth_ms",
+                "fit_on",
+                "transport",
+                "sweep_min_ms",
+                "graph_ms",
+                "percall_ms",
+                "nccl_tests_ms",
             ],
         ),
         decode_steps=pd.DataFrame(ds),

@@ -1,4 +1,5 @@
 # Config validation and per-config lookups shared by every step.
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)
@@ -64,6 +65,18 @@ for _name, _spec in SPECS.items():
         and not _spec["emulate_tp"]
     ):
         LINKS.setdefault(link_key(_spec), _name)
+
+
+# nccl-tests, the sweep's reference (study field `nccl_tests`): {} when absent, and nothing asks for it.
+NCCL_TESTS = config.get("nccl_tests") or {}
+NCCL_TESTS_BINARY = (
+    "results/sweep/nccl-tests.build.json"
+    if NCCL_TESTS.get("src")
+    else os.path.abspath(NCCL_TESTS.get("binary") or "all_reduce_perf")
+)
+NCCL_TESTS_CSVS = (
+    expand("results/sweep/{link}.nccl-tests.csv", link=LINKS) if NCCL_TESTS else []
+)
 
 
 def link_spec(field):

@@ -69,3 +69,53 @@ rule sweep:
         "python -m opbreak.sweep --config-name {wildcards.link} --world {params.world}"
         " --device {params.device} --transport {params.transport} --iters {params.iters}"
         " --gpu-ids '{params.gpu_ids}' --sizes {params.sizes} --out {output} > {log} 2>&1"
+
+
+# nccl-tests beside the sweep, per link (study field `nccl_tests`; absent: never requested, the report says so).
+ruleorder: nccl_tests > sweep  # <link>.nccl-tests.csv is nccl-tests' table, not a sweep of a link so named
+
+
+rule nccl_tests_build:
+    # Only with nccl_tests.src: built with the host's nvcc against torch's NCCL, outside the repository.
+    output:
+        "results/sweep/nccl-tests.build.json",
+    log:
+        "logs/sweep/nccl-tests-build.log",
+    conda:
+        "../envs/measure.yaml"
+    params:
+        src=NCCL_TESTS.get("src", ""),
+        build_dir=NCCL_TESTS.get("build_dir", ""),
+        gencode=NCCL_TESTS.get("gencode", ""),
+    shell:
+        "python -m opbreak.nccl_tests build --src '{params.src}' --build-dir '{params.build_dir}'"
+        " --gencode '{params.gencode}' --out {output} > {log} 2>&1"
+
+
+rule nccl_tests:
+    input:
+        NCCL_TESTS_BINARY,
+    output:
+        csv="results/sweep/{link}.nccl-tests.csv",
+        raw="results/sweep/{link}.nccl-tests.txt",
+    log:
+        "logs/sweep/{link}.nccl-tests.log",
+    conda:
+        "../envs/measure.yaml"
+    resources:
+        gpu=lambda wc: CONFIGS[LINKS[wc.link]]["num_gpus"],
+        slurm_partition=slurm_field("partition"),
+        slurm_account=slurm_field("account"),
+        runtime=slurm_field("runtime"),
+    params:
+        world=link_spec("tp"),
+        transport=link_spec("transport"),
+        gpu_ids=lambda wc: ",".join(map(str, SPECS[LINKS[wc.link]]["gpu_ids"] or [])),
+        sizes=" ".join(str(int(s)) for s in config["allreduce_sweep"]["sizes"]),
+        iters=int(NCCL_TESTS.get("iters", 20)),
+        warmup=int(NCCL_TESTS.get("warmup", 5)),
+    shell:
+        "python -m opbreak.nccl_tests run --binary '{input}' --config-name {wildcards.link}"
+        " --world {params.world} --transport {params.transport} --gpu-ids '{params.gpu_ids}'"
+        " --sizes {params.sizes} --iters {params.iters} --warmup {params.warmup}"
+        " --raw {output.raw} --out {output.csv} > {log} 2>&1"

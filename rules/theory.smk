@@ -13,6 +13,7 @@ rule theory:
         specs=expand("results/specs/{config}.json", config=CONFIGS),
         catalog=config["hardware_catalog"],
         sweeps=expand("results/sweep/{link}.csv", link=LINKS),
+        nccl_tests=NCCL_TESTS_CSVS,
         efficiencies=config["efficiencies"],
         seed_claims=config["seed_claims"],
         calibration=calibration_input,

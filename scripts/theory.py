@@ -23,6 +23,11 @@ sweeps = {}  # config -> the sweep of its link (results/sweep/<link>.csv)
 for path in snakemake.input.sweeps:
     df = pd.read_csv(path)
     sweeps.update({c: df for c, s in specs.items() if link_key(s) == Path(path).stem and not s["emulate_tp"]})
+nccl_refs = {}  # config -> nccl-tests of its link (results/sweep/<link>.nccl-tests.csv), where the study ran it
+for path in snakemake.input.nccl_tests:
+    df = pd.read_csv(path)
+    link = Path(path).name.removesuffix(".nccl-tests.csv")
+    nccl_refs.update({c: df for c, s in specs.items() if link_key(s) == link and not s["emulate_tp"]})
 ops_repeats = pd.read_csv(snakemake.input.ops_repeats)
 steps = pd.read_csv(snakemake.input.steps)
 tables = build(
@@ -36,6 +41,7 @@ tables = build(
     sweeps,
     snakemake.params.pairs,
     snakemake.params.ratio_flag,
+    nccl_refs=nccl_refs,
 )
 for key in ("ops", "pairs", "vanilla", "allreduce", "decode_steps", "ceilings"):
     write_csv_atomic(contract.conform("theory_ops" if key == "ops" else key, tables[key]), snakemake.output[key])

@@ -8,6 +8,7 @@ from opbreak.collectives import (
     fit_alpha_beta,
     ring_allgather_time,
     ring_allreduce_time,
+    sweep_table,
     tp_scaling_explainer,
 )
 
@@ -95,3 +96,40 @@ def test_sweep_covers_every_size_nccl_tests_style():
     assert df["size_bytes"].tolist() == sizes and (df["time_s"] > 0).all()
     # larger messages never get cheaper per call
     assert df["time_p10_s"].iloc[-1] > df["time_p10_s"].iloc[0]
+    # CPU: no CUDA events, no CUDA graph; the timing method is recorded (issue 23)
+    assert df[["time_events_s", "graph_time_s", "graph_time_min_s"]].isna().all().all()
+    assert (df["timing"] == "aligned-b2b").all()
+
+
+def test_sweep_table_keeps_old_columns_and_adds_events_and_graph():
+    batch = [np.array([3.0, 1.0, 2.0]), np.array([6.0, 4.0, 5.0])]
+    per_call = [np.arange(10.0), np.arange(10.0) + 1]
+    df = sweep_table(
+        [4096, 8192],
+        2,
+        batch,
+        per_call,
+        20,
+        events=[[1.5, 0.5, 1.0], [4.0, 3.0, 3.5]],
+        graphs=[[0.2, 0.1], [float("nan"), float("nan")]],
+    )
+    old = [
+        "size_bytes",
+        "time_s",
+        "algbw_GBps",
+        "busbw_GBps",
+        "time_p10_s",
+        "time_min_s",
+        "rounds",
+        "calls_per_round",
+        "percall_p10_s",
+        "percall_median_s",
+        "percall_p90_s",
+    ]
+    assert list(df.columns[: len(old)]) == old
+    assert df["time_s"].tolist() == [2.0, 5.0] and df["time_min_s"].tolist() == [1.0, 4.0]
+    assert df["time_events_s"].tolist() == [1.0, 3.5]
+    assert df["graph_time_s"].iloc[0] == pytest.approx(0.15) and df["graph_time_min_s"].iloc[0] == 0.1
+    assert np.isnan(df["graph_time_s"].iloc[1])  # capture failed on that size: empty, not zero
+    bare = sweep_table([4096], 2, batch[:1], per_call[:1], 20)
+    assert bare[["time_events_s", "graph_time_s"]].isna().all().all()
