@@ -13,7 +13,10 @@ from opbreak import nccl_tests
 from opbreak.config import check
 from opbreak.theory_tables import allreduce_rows
 
-FIXTURE = ROOT / "tests/data/nccl_tests_2.19.6_all_reduce_h200x2_nvlink.constructed.txt"
+# Real captures: all_reduce_perf -b 4K -e 1G -f 4 -g 2 -n 20 -w 5 -d half on 2 x H200 (NV18), 2026-11-30,
+# nccl-tests 2.19.6 built on the GPU host with its nvcc and the NCCL torch ships (2.28.9).
+FIXTURE = ROOT / "tests/data/nccl_tests_2.19.6_all_reduce_h200x2_nvlink.txt"
+FIXTURE_NOP2P = ROOT / "tests/data/nccl_tests_2.19.6_all_reduce_h200x2_nop2p.txt"
 CATALOG = {"gpus": {}}
 
 
@@ -23,15 +26,22 @@ def test_parse_fixture_every_size_both_placements():
     assert df["size_bytes"].tolist() == [4096 * 4**i for i in range(10)]
     assert (df["count"] == df["size_bytes"] // 2).all() and set(df["type"]) == {"half"}
     assert set(df["redop"]) == {"sum"} and set(df["root"]) == {-1}
-    assert df["time_s"].iloc[0] == pytest.approx(20.0e-6)
-    assert df.set_index("size_bytes").loc[268435456, "busbw_GBps"] == pytest.approx(303.32)
-    assert df["inplace_time_s"].iloc[-1] == pytest.approx(3390.2e-6)
+    assert df["time_s"].iloc[0] == pytest.approx(11.97e-6)
+    assert df.set_index("size_bytes").loc[268435456, "busbw_GBps"] == pytest.approx(301.28)
+    assert df["inplace_time_s"].iloc[-1] == pytest.approx(3264.19e-6)
     # nccl-tests' own formula: algbw = bytes / time (GB/s); busbw = algbw * 2(n-1)/n = algbw for 2 GPUs
     np.testing.assert_allclose(df["algbw_GBps"], df["size_bytes"] / df["time_s"] / 1e9, rtol=2e-3, atol=5e-3)
     assert (df["wrong"] == 0).all() and (df["inplace_wrong"] == 0).all()
     assert meta == dict(
-        per_iteration=False, version="2.19.6", n_threads=1, n_gpus=2, warmup=5, iters=20, avg_busbw_GBps=130.379
+        per_iteration=False, version="2.19.6", n_threads=1, n_gpus=2, warmup=5, iters=20, avg_busbw_GBps=133.238
     )
+
+
+def test_parse_the_host_memory_path_capture():
+    df, meta = nccl_tests.parse(FIXTURE_NOP2P.read_text())
+    assert df["size_bytes"].tolist() == [4096 * 4**i for i in range(9)] and meta["n_gpus"] == 2
+    assert df.set_index("size_bytes").loc[268435456, "busbw_GBps"] == pytest.approx(28.96)
+    assert (df["wrong"] == 0).all()
 
 
 def test_parse_skips_logs_reads_na_and_per_iteration_columns():
@@ -131,8 +141,8 @@ def test_allreduce_rows_put_nccl_tests_beside_the_sweep_and_fit_both():
     spec.update(batch=1, input_len=8, dtype="float16")
     rows = pd.DataFrame(allreduce_rows(spec, link, sweep, theory, ref))
     sw = rows[rows["kind"] == "sweep"].set_index("size_bytes")
-    assert sw.loc[4096, "nccl_tests_ms"] == pytest.approx(20.0e-3)
-    assert sw.loc[268435456, "nccl_tests_ms"] == pytest.approx(885e-3)
+    assert sw.loc[4096, "nccl_tests_ms"] == pytest.approx(11.97e-3)
+    assert sw.loc[268435456, "nccl_tests_ms"] == pytest.approx(890.98e-3)
     assert sw.loc[4096, "graph_ms"] == pytest.approx(19e-3) and sw.loc[4096, "percall_ms"] == pytest.approx(45e-3)
     assert sw["fit_on"].iloc[0].startswith("sweep time_p10_s")
     nt = rows[rows["kind"] == "nccl_tests"]
