@@ -46,7 +46,15 @@ def check_weights_dir(path, model: dict | None = None) -> list[str]:
             "(e.g. transformers' save_pretrained(safe_serialization=True)) or use weights: null"
         )
     if model is not None:
-        cfg = json.loads((d / "config.json").read_text())
+        try:
+            cfg = json.loads((d / "config.json").read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise WeightsError(
+                f"weights: {str(path)!r}/config.json is not valid JSON ({type(e).__name__}); "
+                "give the model's HF config.json"
+            ) from None
+        if not isinstance(cfg, dict):
+            raise WeightsError(f"weights: {str(path)!r}/config.json is not a JSON object; give the HF config.json")
         cfg.setdefault("num_key_value_heads", cfg.get("num_attention_heads"))
         bad = [
             f"{k}={cfg.get(k)!r} but the config's model has {m}={model[m]!r}"

@@ -15,13 +15,18 @@ from opbreak.config import (
 )
 from opbreak.hardware import load_catalog
 from opbreak.transport import link_key
+from opbreak import store
 
 # Jobs (shell:, script:, conda envs, SLURM) import opbreak from this checkout.
 prepend_pythonpath(workflow.basedir)
 
 # Every problem at once (schema and meaning), each naming config and field, before any job.
+# The config files are re-read strictly (a key given twice is refused), as are model files.
 _errors = check(
-    config, root=".", catalog=load_catalog(with_defaults(config)["hardware_catalog"])
+    config,
+    root=".",
+    catalog=load_catalog(with_defaults(config)["hardware_catalog"]),
+    files=workflow.configfiles,
 )
 if _errors:
     raise ConfigError(
@@ -37,6 +42,22 @@ SPECS = {name: resolve(config, name) for name in CONFIGS}
 PAIRS = config["pairs"]
 RETRIES = config["retries"]
 
+# The measurement store (opbreak/store.py): good measurements kept read-only, keyed by spec hash.
+# At every start (main process only): imports copied in, good results/measure outputs archived,
+# so no later job (a changed spec, a forced or failed rerun) can lose them.
+STORE = store.DEFAULT_ROOT
+REMEASURE = set(CONFIGS) if config["remeasure"] == "all" else set(config["remeasure"])
+if workflow.is_main_process:
+    try:
+        for _src in config["import"]:
+            store.import_source(STORE, _src)
+    except store.ImportError_ as e:
+        raise ConfigError(f"invalid config (nothing was run):\n  - {e}")
+    store.adopt(STORE, "results/measure", set(CONFIGS))
+STORED = store.stored_repeats(
+    STORE, SPECS, {c: range(CONFIGS[c]["repeats"]) for c in CONFIGS}
+)
+
 
 wildcard_constraints:
     config="[A-Za-z0-9][A-Za-z0-9._-]*",
@@ -46,6 +67,11 @@ wildcard_constraints:
 
 def repeats_of(name):
     return range(CONFIGS[name]["repeats"])
+
+
+def stored(wc):
+    """This repeat's spec has a stored good measurement: the job restores it, measures nothing."""
+    return (wc.config, int(wc.repeat)) in STORED and wc.config not in REMEASURE
 
 
 def measure_outputs(kind):
@@ -80,6 +106,8 @@ def slurm_field(field):
         )
         if field == "gpu_model" and not CONFIGS[name]["num_gpus"]:
             return None  # never ask for --gpus=<model>:0
+        if field == "gpu_model" and "repeat" in wildcards.keys() and stored(wildcards):
+            return None  # a restore from the store needs no GPU
         return CONFIGS[name]["slurm"].get(field)
 
     return get
@@ -92,3 +120,31 @@ def calibration_input(wildcards):
         return []
     path = c if isinstance(c, str) else c["tables"]
     return [path if path.endswith(".csv") else f"{path}/ops.csv"]
+
+
+_RUN = {}
+
+
+def run_started():
+    """onstart: hold this folder's run lock (python -m opbreak.unlock checks it); note the start."""
+    import time
+
+    from opbreak.locks import take_run_lock
+
+    _RUN["t0"] = time.time()
+    take_run_lock(".")
+
+
+def run_summary(ok):
+    """onsuccess/onerror: every failed measurement of this study, last in the terminal."""
+    from opbreak.runsummary import summarize
+
+    code = summarize(
+        {c: list(repeats_of(c)) for c in CONFIGS},
+        expect_missing_hardware=config["expect_missing_hardware"],
+        since=_RUN.get("t0"),
+    )
+    if ok and code:
+        sys.exit(
+            code
+        )  # onsuccess's return value is ignored by snakemake 9; SystemExit is not
