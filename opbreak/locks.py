@@ -6,7 +6,7 @@ before its ranks start until they have exited. The kernel drops the lock when th
 crash or ``kill -9`` never leaves a stale lock; its ranks die with it (``PR_SET_PDEATHSIG``). Another
 measurement on the host (a second snakemake, another study folder, the same run restarted after a
 kill of snakemake while its measure job lives on) waits, saying who holds the lock, up to its
-``timeout_s``, then fails clearly.
+``OPBREAK_LOCK_WAIT_S`` (default 6 h), then fails clearly.
 
 Each snakemake run also holds ``.snakemake/opbreak-run.lock`` in its working directory (taken in
 ``onstart``). ``python -m opbreak.unlock`` (the README's recovery) refuses while that run or any
@@ -30,6 +30,11 @@ class LockTimeout(SystemExit):
 
 RUN_LOCK = ".snakemake/opbreak-run.lock"
 _run_lock_file = None  # held for the life of the snakemake process
+
+
+def wait_s() -> float:
+    """How long a measurement waits for the host lock before it fails (OPBREAK_LOCK_WAIT_S, default 6 h)."""
+    return float(os.environ.get("OPBREAK_LOCK_WAIT_S", 6 * 3600))
 
 
 def lock_dir() -> Path:

@@ -283,7 +283,7 @@ def main(argv=None):
     _terminate_on_signals()
     try:
         with (
-            locks.host_lock(spec, spec["timeout_s"], f"{spec['name']} repeat {args.repeat}"),
+            locks.host_lock(spec, locks.wait_s(), f"{spec['name']} repeat {args.repeat}"),
             tempfile.TemporaryDirectory(prefix="opbreak-") as work,
         ):
             try:
