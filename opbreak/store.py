@@ -262,6 +262,15 @@ def stored_repeats(root, specs: dict, repeats: dict) -> dict:
     return out
 
 
+def is_failure_record(folder) -> bool:
+    """A measure output folder holding a failure record (not a measurement: it may be replaced)."""
+    try:
+        prov = json.loads((Path(folder) / "provenance.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(prov, dict) and prov.get("status") == "failed"
+
+
 def list_entries(root, config=None) -> list[dict]:
     rows = []
     for meta_path in sorted(Path(root).glob("*/*/rep*/*/entry.json")):

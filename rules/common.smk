@@ -8,7 +8,6 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.utils import validate
 
 from opbreak.config import (
-    ConfigError,
     check,
     merged,
     prepend_pythonpath,
@@ -30,10 +29,19 @@ _errors = check(
     catalog=load_catalog(with_defaults(config)["hardware_catalog"]),
     files=workflow.configfiles,
 )
-if _errors:
-    raise ConfigError(
-        "invalid config (nothing was run):\n  - " + "\n  - ".join(_errors)
+
+
+def _refuse(errors):
+    """Every user error at once, one line each, no traceback; nothing runs."""
+    print(
+        "invalid config (nothing was run):\n  - " + "\n  - ".join(errors),
+        file=sys.stderr,
     )
+    sys.exit(1)
+
+
+if _errors:
+    _refuse(_errors)
 
 # Defaults live in the schema only: validate() fills them, rules read config[k]; each config
 # entry is completed by merged(): schema default < `defaults:` < its own fields.
@@ -54,7 +62,7 @@ if workflow.is_main_process:
         for _src in config["import"]:
             store.import_source(STORE, _src)
     except store.ImportError_ as e:
-        raise ConfigError(f"invalid config (nothing was run):\n  - {e}")
+        _refuse([str(e)])
     store.adopt(STORE, "results/measure", set(CONFIGS))
 STORED = store.stored_repeats(
     STORE, SPECS, {c: range(CONFIGS[c]["repeats"]) for c in CONFIGS}
@@ -71,27 +79,10 @@ def repeats_of(name):
     return range(CONFIGS[name]["repeats"])
 
 
-def stored(wc):
-    """This repeat's spec has a stored good measurement: the job restores it, measures nothing."""
-    return (wc.config, int(wc.repeat)) in STORED and wc.config not in REMEASURE
-
-
-def measure_outputs(kind):
-    return [
-        f"results/measure/{c}/rep{r}/{kind}" for c in CONFIGS for r in repeats_of(c)
-    ]
-
-
 # A repeat whose files were deleted is measured (or restored) again. Snakemake itself skips a
 # missing intermediate file when everything downstream is up to date, so the aggregate tables
 # are marked stale (mtime 0; derived files, regenerated): aggregate needs every repeat again.
-_MEASURE_FILES = ("ops.csv", "steps.csv", "collectives.csv", "provenance.json")
-_GONE = [
-    (c, r)
-    for c in CONFIGS
-    for r in repeats_of(c)
-    if not all(Path(f"results/measure/{c}/rep{r}/{k}").exists() for k in _MEASURE_FILES)
-]
+# A failure record whose spec has a stored (e.g. imported) measurement is replaced by it.
 _NOT_A_RUN = {
     "--dry-run",
     "--dryrun",
@@ -108,6 +99,20 @@ _not_a_run = any(
     or (a[:1] == "-" and a[1:2] != "-" and "n" in a[1:] and a[1:].isalpha())
     for a in sys.argv[1:]
 )
+_MEASURE_FILES = ("ops.csv", "steps.csv", "collectives.csv", "provenance.json")
+if workflow.is_main_process and not _not_a_run:
+    for (_c, _r), _entry in STORED.items():
+        if _c not in REMEASURE and store.is_failure_record(
+            f"results/measure/{_c}/rep{_r}"
+        ):
+            for _k in _MEASURE_FILES:
+                Path(f"results/measure/{_c}/rep{_r}/{_k}").unlink(missing_ok=True)
+_GONE = [
+    (c, r)
+    for c in CONFIGS
+    for r in repeats_of(c)
+    if not all(Path(f"results/measure/{c}/rep{r}/{k}").exists() for k in _MEASURE_FILES)
+]
 if _GONE and workflow.is_main_process and Path("results/aggregate").is_dir():
     if _not_a_run:
         print(
@@ -117,6 +122,17 @@ if _GONE and workflow.is_main_process and Path("results/aggregate").is_dir():
     else:
         for _f in Path("results/aggregate").glob("*"):
             os.utime(_f, (0, 0))
+
+
+def stored(wc):
+    """This repeat's spec has a stored good measurement: the job restores it, measures nothing."""
+    return (wc.config, int(wc.repeat)) in STORED and wc.config not in REMEASURE
+
+
+def measure_outputs(kind):
+    return [
+        f"results/measure/{c}/rep{r}/{kind}" for c in CONFIGS for r in repeats_of(c)
+    ]
 
 
 # One all-reduce sweep per link (GPU, rank count, transport) that a real-TP config runs on;
