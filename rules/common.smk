@@ -199,7 +199,7 @@ def run_summary(ok):
         expect_missing_hardware=config["expect_missing_hardware"],
         since=_RUN.get("t0"),
     )
-    if ok and code:
-        sys.exit(
-            code
-        )  # onsuccess's return value is ignored by snakemake 9; SystemExit is not
+    if code or not ok:
+        # onsuccess's return value is ignored by snakemake 9, a SystemExit is not (the exit
+        # status); on error it keeps these lines last (no WorkflowError line after them).
+        sys.exit(1)
