@@ -110,7 +110,11 @@ def check_ops(df, path, spec, repeat=None):
         raise _bad(path, f"duplicate row for rank {r['rank']}, {r['phase']}, {r['op']}")
     ranks = set(range(world_of(spec)))
     if set(df["rank"]) != ranks:
-        raise _bad(path, f"ranks {sorted(set(df['rank']))}, expected {sorted(ranks)} (tp {spec.get('tp')})")
+        raise _bad(
+            path,
+            f"ranks {sorted(set(df['rank']))}, expected {sorted(ranks)} "
+            f"(tp {spec.get('tp')}; {len(df)} rows: cut off?)",
+        )
     core = set(CORE_OPS)
     if spec.get("tp", 1) > 1 and not spec.get("emulate_tp"):
         core.add("all_reduce")

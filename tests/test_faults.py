@@ -299,7 +299,7 @@ def test_a_live_measurement_blocks_the_recovery(run_copy, tmp_path):
     "damage, problem",
     [
         (lambda t: os.urandom(3000), "not a text CSV"),
-        (lambda t: "\n".join(t.splitlines()[:5]) + "\n", "lacks ops"),
+        (lambda t: "\n".join(t.splitlines()[:5]) + "\n", "4 rows: cut off?"),
         (lambda t: t.replace(t.splitlines()[3].split(",")[6], "nan", 1), "NaN"),
         (lambda t: t.replace(t.splitlines()[3].split(",")[6], "-5.0", 1), "negative"),
     ],
@@ -377,6 +377,7 @@ configs:
     batch: 65536
     input_len: 100000
     output_len: 100000
+    gpu_mem_fraction: 0.9
   - name: w
     weights: wdir
 calibrate_from: cal
