@@ -9,6 +9,7 @@ run leaves no output that Snakemake could mistake for a result.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -281,11 +282,15 @@ def main(argv=None):
     except SystemExit as e:
         return _failed(args, spec, out, started, str(e))
     _terminate_on_signals()
+    # One measurement at a time on this host: held from before the ranks start until the CPU
+    # ceilings (also timed) are measured; the kernel drops it if this process dies.
+    held = contextlib.ExitStack()
     try:
-        with (
-            locks.host_lock(spec, locks.wait_s(), f"{spec['name']} repeat {args.repeat}"),
-            tempfile.TemporaryDirectory(prefix="opbreak-") as work,
-        ):
+        held.enter_context(locks.host_lock(spec, locks.wait_s(), f"{spec['name']} repeat {args.repeat}"))
+    except locks.LockTimeout as e:  # the host lock's wait ran out: recorded on the last attempt
+        return _failed(args, spec, out, started, str(e))
+    with held:
+        with tempfile.TemporaryDirectory(prefix="opbreak-") as work:
             try:
                 results = launch(spec, work, spec["timeout_s"])
             except RuntimeError as e:
@@ -295,29 +300,29 @@ def main(argv=None):
                 shutil.move(str(t), str(out / (t.name + ".tmp")))
                 os.replace(out / (t.name + ".tmp"), out / t.name)
             nccl_used = transport.used(work)
-    except locks.LockTimeout as e:  # the host lock's wait ran out: recorded on the last attempt
-        return _failed(args, spec, out, started, str(e))
-    frames = tables(spec, args.repeat, results)
-    prov = provenance.collect(spec, args.repeat, started, prov_pre)
-    prov["transport"] = dict(
-        config=spec.get("transport", "auto"), label=transport.label(spec.get("transport", "auto")), nccl_used=nccl_used
-    )
-    if spec["device"] == "cpu":
-        # CPU ceilings are measured, not typed in: one rank's threads, this host, now.
-        import torch
+        frames = tables(spec, args.repeat, results)
+        prov = provenance.collect(spec, args.repeat, started, prov_pre)
+        prov["transport"] = dict(
+            config=spec.get("transport", "auto"),
+            label=transport.label(spec.get("transport", "auto")),
+            nccl_used=nccl_used,
+        )
+        if spec["device"] == "cpu":
+            # CPU ceilings are measured, not typed in: one rank's threads, this host, now.
+            import torch
 
-        from .hardware import measure_cpu_ceilings
+            from .hardware import measure_cpu_ceilings
 
-        torch.set_num_threads(spec.get("threads_per_rank") or 1)
-        prov["ceilings"] = measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"]))
-    prov["tokens_rank0"] = results[0]["tokens"]
-    prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
-    for name, df in zip(OUTPUTS, frames):
-        write_csv_atomic(df, out / name)
-    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
-    if args.store:  # kept for good: a later failed or changed run cannot delete it
-        entry = store.archive(args.store, out, f"measured here ({out})", prov)
-        print(f"archived in the store: {entry}")
+            torch.set_num_threads(spec.get("threads_per_rank") or 1)
+            prov["ceilings"] = measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"]))
+        prov["tokens_rank0"] = results[0]["tokens"]
+        prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
+        for name, df in zip(OUTPUTS, frames):
+            write_csv_atomic(df, out / name)
+        atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
+        if args.store:  # kept for good: a later failed or changed run cannot delete it
+            entry = store.archive(args.store, out, f"measured here ({out})", prov)
+            print(f"archived in the store: {entry}")
     print(
         f"{spec['name']} repeat {args.repeat}: {len(frames[0])} op rows, {len(frames[1])} steps, "
         f"{len(frames[2])} collective kernels -> {out}"
