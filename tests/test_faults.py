@@ -375,6 +375,8 @@ configs:
     gpu_mem_fraction: 0.9
   - name: w
     weights: wdir
+  - name: w2
+    weights: wdir2
 calibrate_from: cal
 allreduce_sweep: {sizes: [1099511627776]}
 """
@@ -384,9 +386,10 @@ def test_every_user_error_at_once_no_traceback_no_job(tmp_path):
     wf = copy_workflow(tmp_path / "wf")
     (wf / "config/config.yaml").write_text(BAD_STUDY)
     (wf / "lst.yaml").write_text("- 1\n- 2\n")
-    (wf / "wdir").mkdir()
-    (wf / "wdir/config.json").write_text("{not json")
-    (wf / "wdir/model.safetensors").write_bytes(b"x")
+    for d, st in (("wdir", b"not safetensors"), ("wdir2", len(b"{}").to_bytes(8, "little") + b"{}")):
+        (wf / d).mkdir()
+        (wf / d / "config.json").write_text("{not json")
+        (wf / d / "model.safetensors").write_bytes(st)
     (wf / "cal").mkdir()
     (wf / "cal/ops.csv").write_text("config,phase,op,time\na,prefill,ffn,1\n")
     p = run(wf, "report/all.md")
@@ -401,7 +404,8 @@ def test_every_user_error_at_once_no_traceback_no_job(tmp_path):
         "configs[0] ('t1\\n').tp: 0 is less than the minimum of 1",
         "configs[0] ('t1\\n').name: 't1\\n' is not a safe path part",
         "models.lst: file 'lst.yaml' holds a list, not a mapping",
-        "configs[2] ('w').weights: 'wdir'/config.json is not valid JSON",
+        "configs[2] ('w').weights: 'wdir'/model.safetensors is not a safetensors file",
+        "configs[3] ('w2').weights: 'wdir2'/config.json is not valid JSON",
         "calibrate_from: cal/ops.csv lacks columns",
         "allreduce_sweep.sizes[0]: 1099511627776 is greater than the maximum",
         "configs[1] ('big'): needs ~",
