@@ -27,6 +27,20 @@ localrules:
     report,
 
 
+# A failed measurement is loud: the last lines name each failed config and repeat with its
+# reason, and the run exits non-zero unless the study expects missing hardware (opbreak/runsummary.py).
+onstart:
+    run_started()
+
+
+onsuccess:
+    run_summary(ok=True)
+
+
+onerror:
+    run_summary(ok=False)
+
+
 rule all:
     default_target: True
     input:

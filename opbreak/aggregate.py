@@ -8,8 +8,6 @@ end-to-end grows by the same added layer time; the ``layer_scale`` column says s
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from .config import field_defaults
@@ -137,20 +135,26 @@ def empty_tables(failures: pd.DataFrame) -> dict:
 
 
 def aggregate(inputs, specs: dict, unstable_cv: float):
-    """inputs: list of (ops_csv, steps_csv, provenance_json) paths; specs: name -> spec."""
-    all_ops, all_steps, provs, failures = [], [], [], []
-    for ops_p, steps_p, prov_p in inputs:
-        prov = json.loads(open(prov_p).read())
+    """inputs: list of (ops_csv, steps_csv, provenance_json[, collectives_csv]) paths; specs: name -> spec.
+
+    Every file is checked first (opbreak.checks): a bad one raises MeasureFileError naming it.
+    """
+    from .checks import MeasureFileError, read_json, read_measurement
+
+    all_ops, all_steps, all_coll, provs, failures = [], [], [], [], []
+    for paths in inputs:
+        ops_p, steps_p, prov_p = paths[:3]
+        prov = read_json(prov_p)
         spec = specs[prov["config"]] if prov.get("config") in specs else None
         if spec is None:
-            raise ProvenanceError(f"{prov_p}: config {prov.get('config')!r} is not in the current config file")
-        check_provenance(prov, spec, str(prov_p))
+            raise MeasureFileError(f"{prov_p}: config {prov.get('config')!r} is not in the current config file")
+        names = dict(ops=ops_p, steps=steps_p, prov=prov_p, collectives=paths[3] if len(paths) > 3 else None)
+        prov, ops, steps, coll = read_measurement(None, spec, names=names)
         if prov.get("status") == "failed":  # the measure job's last attempt failed: reported, not measured
             failures.append(
                 dict(config=prov["config"], repeat=prov["repeat"], error=prov.get("error", ""), path=str(prov_p))
             )
             continue
-        ops, steps = pd.read_csv(ops_p), pd.read_csv(steps_p)
         ops, steps = scale_layers(ops, steps, spec)
         if spec["model_layers"] != spec["num_layers"]:
             # phase e2e grows by the layer time the scaling added, per repeat and rank
@@ -160,10 +164,13 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
             steps["phase_added_ms"] = 0.0
         all_ops.append(ops)
         all_steps.append(steps)
+        if coll is not None and len(coll):
+            all_coll.append(coll)
         provs.append(prov)
     failures = pd.DataFrame(failures, columns=["config", "repeat", "error", "path"])
+    collectives = pd.concat(all_coll, ignore_index=True) if all_coll else None
     if not all_ops:  # every job failed: well-formed empty tables, so theory (predictions) and report still run
-        return empty_tables(failures)
+        return dict(empty_tables(failures), collectives_all=None)
     ops = pd.concat(all_ops, ignore_index=True)
     steps = pd.concat(all_steps, ignore_index=True)
     r0 = ops[ops["rank"] == 0]
@@ -209,4 +216,5 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
         steps_all=steps,
         provenance=provs,
         failures=failures,
+        collectives_all=collectives,
     )

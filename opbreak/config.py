@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import math
 import os
 import re
 from pathlib import Path
@@ -23,13 +24,56 @@ from pathlib import Path
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema" / "config.schema.yaml"
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: a trailing newline does not pass
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 MODEL_KEYS = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vocab_size")
 
 
 class ConfigError(ValueError):
     """All problems of a config file, one per line."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+
+def _no_duplicates(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"key {key!r} given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); keep one"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def load_yaml(path):
+    """A user-written YAML file, strictly: a duplicate key raises ConfigError naming the file and lines."""
+    try:
+        return yaml.load(Path(path).read_text(), Loader=_StrictLoader)  # noqa: S506 (SafeLoader subclass)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+
+
+def nonfinite(value, where="") -> list[str]:
+    """Every NaN or infinity in a config (YAML .nan / .inf pass JSON-schema bounds), with its place."""
+    out = []
+    if isinstance(value, float) and not math.isfinite(value):
+        out.append(f"{where or 'config'}: {value} is not a finite number; give a finite value")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out += nonfinite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += nonfinite(v, f"{where}[{i}]")
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,10 +129,16 @@ def with_defaults(config: dict) -> dict:
 def load_model(value, name, root="."):
     """A model entry is a dict or a path to a YAML file holding one; the schema's defaults fill it."""
     if isinstance(value, str):
+        value_path = value
         path = Path(root) / value
         if not path.is_file():
             raise ConfigError(f"models.{name}: file {value!r} not found (relative to {Path(root).resolve()})")
-        value = yaml.safe_load(path.read_text())
+        value = load_yaml(path)
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"models.{name}: file {value_path!r} holds a {type(value).__name__}, not a mapping of "
+                "shape fields (hidden_size: ..., num_layers: ...); write one mapping"
+            )
     defaults = _defaults_of(schema()["$defs"]["model"])
     # Same key order whether or not validate() filled the defaults already (the spec is a rerun trigger).
     m = {k: v for k, v in value.items() if k not in defaults}
@@ -169,10 +219,18 @@ def _model_file_errors(name, model) -> list[str]:
     return schema_errors({"models": {name: model}}, sub)
 
 
-def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
-    """Every problem of ``config`` (schema, then meaning), all at once; empty list means it is good."""
-    schema_errs = schema_errors(config)
+def check(config: dict, root=".", catalog: dict | None = None, files=()) -> list[str]:
+    """Every problem of ``config`` (schema, then meaning), all at once; empty list means it is good.
+
+    ``files``: the YAML files the config was read from, re-read strictly (duplicate keys).
+    """
     errs = []  # semantic problems
+    for f in files or ():
+        try:
+            load_yaml(f)
+        except ConfigError as e:
+            errs.append(str(e))
+    schema_errs = nonfinite(config) + schema_errors(config)
     models = {}
     for mname, mval in (config.get("models") or {}).items():
         try:
@@ -198,7 +256,7 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
             )
         models[mname] = m
     study = config.get("study", "")
-    if not SAFE_NAME.match(str(study)):
+    if not SAFE_NAME.match(str(study)):  # anchored with \Z: no trailing newline
         errs.append(f"study: {study!r} is not a safe path part; use letters, digits, '.', '_', '-'")
     seen = set()
     gpus = (catalog or {}).get("gpus", {})
@@ -207,7 +265,7 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
             continue  # the schema error says so
         try:
             _check_entry(config, i, entry, models, gpus, seen, errs, root)
-        except (TypeError, KeyError, ValueError, AttributeError, IndexError):
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError):
             if not schema_errs:
                 raise  # a bug here, not a bad value the schema already reported
     for j, p in enumerate(config.get("pairs") or []):
@@ -224,8 +282,84 @@ def check(config: dict, root=".", catalog: dict | None = None) -> list[str]:
                 f"{where}.b: {p['b']!r} is also a; a pair compares two different configs, "
                 f"pick b from {sorted(seen - {p['a']})}"
             )
+    errs += _check_store_fields(config, seen, root)
+    errs += check_calibration(config.get("calibrate_from"), root)
     errs += _check_nccl_tests(config, root)
     return schema_errs + errs
+
+
+def _check_store_fields(config, names, root) -> list[str]:
+    """``import:`` sources exist; ``remeasure:`` names configs of this study."""
+    errs = []
+    for i, src in enumerate(config.get("import") or []):
+        if isinstance(src, str) and not (Path(root) / src).exists():
+            errs.append(
+                f"import[{i}]: {src!r} does not exist; give a folder or .tar.gz holding <config>/rep<k>/ "
+                "measure outputs (or store entries)"
+            )
+    rem = config.get("remeasure")
+    if isinstance(rem, list):
+        for i, n in enumerate(rem):
+            if n not in names:
+                errs.append(f"remeasure[{i}]: {n!r} is not a config of this study; known: {sorted(names)}")
+    return errs
+
+
+def check_calibration(cal, root=".") -> list[str]:
+    """``calibrate_from`` before any job: the tables exist, have the columns, finite positive times."""
+    if not cal:
+        return []
+    if isinstance(cal, dict):
+        tables = cal.get("tables")
+        configs = cal.get("configs")
+    else:
+        tables, configs = cal, None
+    if not isinstance(tables, str):
+        return []  # the schema error says so
+    path = Path(root) / tables
+    ops = path / "ops.csv" if path.is_dir() else path
+    if not ops.is_file():
+        return [f"calibrate_from: {str(ops)!r} not found; name a measured study's theory tables folder (ops.csv)"]
+    import pandas as pd
+
+    try:
+        t = pd.read_csv(ops)
+    except Exception as e:  # any unreadable file: one line
+        return [f"calibrate_from: {ops} is not a readable CSV ({type(e).__name__}); name a theory ops.csv"]
+    need = ["config", "phase", "op", "t_bound_ms", "measured_ms", "modeled"]
+    missing = [c for c in need if c not in t.columns]
+    if missing:
+        return [f"calibrate_from: {ops} lacks columns {missing}; it must be a theory ops.csv (results/theory/)"]
+    if configs:
+        unknown = sorted(set(configs) - set(t["config"]))
+        if unknown:
+            return [f"calibrate_from.configs: {unknown} not in {ops}; known: {sorted(set(t['config']))}"]
+        t = t[t["config"].isin(configs)]
+    modeled = t["modeled"].astype(str).str.lower() == "true"
+    meas = pd.to_numeric(t["measured_ms"], errors="coerce")
+    tb = pd.to_numeric(t["t_bound_ms"], errors="coerce")
+    measured_cfgs = set(t.loc[meas.notna(), "config"])
+    use = ~modeled & t["config"].isin(measured_cfgs if not configs else set(configs))
+    bad = use & ~(meas.map(lambda v: math.isfinite(v) and v > 0) & tb.map(lambda v: math.isfinite(v) and v > 0))
+    if not use.any():
+        return [f"calibrate_from: {ops} has no measured op rows; name a measured study's tables"]
+    if bad.any():
+        r = t[bad].iloc[0]
+        return [
+            f"calibrate_from: {ops} row {int(t[bad].index[0]) + 2} ({r['config']}, {r['phase']}, {r['op']}): "
+            f"measured_ms {r['measured_ms']} / t_bound_ms {r['t_bound_ms']} must be finite and positive; "
+            "fix or regenerate that table"
+        ]
+    return []
+
+
+def host_ram_gib() -> float | None:
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _check_nccl_tests(config, root) -> list[str]:
@@ -287,6 +421,8 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
         return
     m = models[c["model"]]
     tp = c["tp"]
+    if not isinstance(tp, int) or tp < 1:
+        return  # the schema error says so (tp >= 1)
     if m["num_heads"] % tp:
         errs.append(f"{where}.tp: {tp} does not divide num_heads {m['num_heads']} of {c['model']}; pick a divisor")
     if m["num_kv_heads"] % tp:
@@ -335,6 +471,15 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
                     f"gpu_mem_fraction {c['gpu_mem_fraction']}; lower batch/lengths, raise tp or "
                     "truncate num_layers"
                 )
+    if gpu == "cpu" and len(errs) == n_before:
+        need, parts = memory_estimate_gib(m, c)
+        need *= 1 if c["emulate_tp"] else tp  # every rank is a process on this host
+        ram = host_ram_gib()
+        if ram and need > ram * c["gpu_mem_fraction"]:
+            errs.append(
+                f"{where}: needs ~{need:.1f} GiB of host RAM ({parts} per rank, {tp} ranks) but this host has "
+                f"{ram:.1f} GiB x gpu_mem_fraction {c['gpu_mem_fraction']}; lower batch/lengths or truncate num_layers"
+            )
     if c["emulate_tp"] and c["backend"] == "torch" and gpu == "cpu" and tp == 1:
         errs.append(f"{where}.emulate_tp: true with tp 1 emulates nothing; set tp > 1 or drop emulate_tp")
     if c["weights"] is not None:

@@ -9,6 +9,7 @@ run leaves no output that Snakemake could mistake for a result.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import hostsetup, provenance, transport
+from . import hostsetup, locks, provenance, store, transport
 from .io import atomic_write_text, free_port, write_csv_atomic
 
 
@@ -207,10 +208,20 @@ def tables(spec: dict, repeat: int, results: list[dict]):
     )
 
 
-def _failed(args, spec, out, started, error):
-    """Fail the job, or on its last attempt write an explicit failure record (never partial data)."""
+def _failed(args, spec, out, started, error, kind="error"):
+    """Fail the job, or on its last attempt write an explicit failure record (never partial data).
+
+    A config with a stored good measurement (a forced ``--remeasure`` that failed) keeps it: the
+    stored one is restored, its provenance records the failed rerun (the run summary lists it).
+    """
     if not args.record_failure:
         raise SystemExit(f"measure failed: {error}")
+    entry = _stored(args, spec)
+    if entry is not None:
+        print(f"measure failed on its last attempt ({error}); keeping the stored measurement {entry}", file=sys.stderr)
+        note = dict(rerun_failed=dict(error=error, kind=kind, host=socket.gethostname(), started=started))
+        store.restore(entry, out, note)
+        return None
     print(f"measure failed on its last attempt, recording the failure: {error}", file=sys.stderr)
     for name, df in zip(OUTPUTS, tables(spec, args.repeat, [])):
         write_csv_atomic(df, out / name)
@@ -219,12 +230,20 @@ def _failed(args, spec, out, started, error):
         repeat=args.repeat,
         status="failed",
         error=error,
+        failure_kind=kind,
         spec=spec,
         started=started,
         finished=dt.datetime.now(dt.timezone.utc).isoformat(),
         host=socket.gethostname(),
     )
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
+
+
+def _stored(args, spec):
+    """The newest stored good measurement of this spec and repeat (None without a store)."""
+    if not args.store:
+        return None
+    return store.latest(args.store, spec["name"], store.spec_hash(spec), args.repeat)
 
 
 def main(argv=None):
@@ -238,47 +257,73 @@ def main(argv=None):
         help="last attempt: if the run fails, write a failure record (no measurements, status "
         "failed) and exit 0 so a --keep-going pipeline still reports the config as failed",
     )
+    ap.add_argument(
+        "--store",
+        help="measurement store folder (opbreak.store): a stored good run of this spec and repeat is "
+        "restored instead of measured, and a successful run is archived there",
+    )
+    ap.add_argument("--remeasure", action="store_true", help="measure even when the store has this run")
     args = ap.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc).isoformat()
+    entry = None if args.remeasure else _stored(args, spec)
+    if entry is not None:  # measured before (here or on another host): never measured again
+        store.restore(entry, out)
+        print(f"{spec['name']} repeat {args.repeat}: restored from the store, {entry} -> {out}")
+        return None
     try:
         prov_pre = provenance.preflight(spec)  # guards: fails before any rank starts
     except provenance.NoGPUHost as e:  # no driver on this host: final now, a retry here cannot pass
         args.record_failure = True
-        return _failed(args, spec, out, started, str(e))
+        return _failed(args, spec, out, started, str(e), kind="missing_hardware")
+    except provenance.HardwareMismatch as e:
+        return _failed(args, spec, out, started, str(e), kind="missing_hardware")
     except SystemExit as e:
         return _failed(args, spec, out, started, str(e))
     _terminate_on_signals()
-    with provenance.gpu_locks(spec), tempfile.TemporaryDirectory(prefix="opbreak-") as work:
-        try:
-            results = launch(spec, work, spec["timeout_s"])
-        except RuntimeError as e:
-            return _failed(args, spec, out, started, str(e))
-        traces = sorted(Path(work).glob("trace_rank*.json.gz"))  # optional extra output (torch_profiler)
-        for t in traces:
-            shutil.move(str(t), str(out / (t.name + ".tmp")))
-            os.replace(out / (t.name + ".tmp"), out / t.name)
-        nccl_used = transport.used(work)
-    frames = tables(spec, args.repeat, results)
-    prov = provenance.collect(spec, args.repeat, started, prov_pre)
-    prov["transport"] = dict(
-        config=spec.get("transport", "auto"), label=transport.label(spec.get("transport", "auto")), nccl_used=nccl_used
-    )
-    if spec["device"] == "cpu":
-        # CPU ceilings are measured, not typed in: one rank's threads, this host, now.
-        import torch
+    # One measurement at a time on this host: held from before the ranks start until the CPU
+    # ceilings (also timed) are measured; the kernel drops it if this process dies.
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(locks.host_lock(spec, locks.wait_s(), f"{spec['name']} repeat {args.repeat}"))
+    except locks.LockTimeout as e:  # the host lock's wait ran out: recorded on the last attempt
+        return _failed(args, spec, out, started, str(e))
+    with held:
+        with tempfile.TemporaryDirectory(prefix="opbreak-") as work:
+            try:
+                results = launch(spec, work, spec["timeout_s"])
+            except RuntimeError as e:
+                return _failed(args, spec, out, started, str(e))
+            traces = sorted(Path(work).glob("trace_rank*.json.gz"))  # optional extra output (torch_profiler)
+            for t in traces:
+                shutil.move(str(t), str(out / (t.name + ".tmp")))
+                os.replace(out / (t.name + ".tmp"), out / t.name)
+            nccl_used = transport.used(work)
+        frames = tables(spec, args.repeat, results)
+        prov = provenance.collect(spec, args.repeat, started, prov_pre)
+        prov["transport"] = dict(
+            config=spec.get("transport", "auto"),
+            label=transport.label(spec.get("transport", "auto")),
+            nccl_used=nccl_used,
+        )
+        if spec["device"] == "cpu":
+            # CPU ceilings are measured, not typed in: one rank's threads, this host, now.
+            import torch
 
-        from .hardware import measure_cpu_ceilings
+            from .hardware import measure_cpu_ceilings
 
-        torch.set_num_threads(spec.get("threads_per_rank") or 1)
-        prov["ceilings"] = measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"]))
-    prov["tokens_rank0"] = results[0]["tokens"]
-    prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
-    for name, df in zip(OUTPUTS, frames):
-        write_csv_atomic(df, out / name)
-    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
+            torch.set_num_threads(spec.get("threads_per_rank") or 1)
+            prov["ceilings"] = measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"]))
+        prov["tokens_rank0"] = results[0]["tokens"]
+        prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
+        for name, df in zip(OUTPUTS, frames):
+            write_csv_atomic(df, out / name)
+        atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
+        if args.store:  # kept for good: a later failed or changed run cannot delete it
+            entry = store.archive(args.store, out, f"measured here ({out})", prov)
+            print(f"archived in the store: {entry}")
     print(
         f"{spec['name']} repeat {args.repeat}: {len(frames[0])} op rows, {len(frames[1])} steps, "
         f"{len(frames[2])} collective kernels -> {out}"

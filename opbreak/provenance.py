@@ -6,9 +6,7 @@ are not the ones the config declares, fail at once with the fix in the message.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import os
 import platform
 import shutil
@@ -77,6 +75,10 @@ class NoGPUHost(SystemExit):
     """This host has no NVIDIA driver at all: a retry on the same host cannot succeed."""
 
 
+class HardwareMismatch(SystemExit):
+    """This host lacks the config's GPUs (none usable, too few, another model): a missing-hardware failure."""
+
+
 def _nvidia_driver_present() -> bool:
     """Cheap check before importing torch (seconds on a loaded host): the driver's device nodes."""
     return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version"))
@@ -110,44 +112,24 @@ def preflight(spec):
         import torch
 
         if not torch.cuda.is_available():
-            raise SystemExit(_no_cuda(spec, "torch.cuda.is_available() is False"))
+            raise HardwareMismatch(_no_cuda(spec, "torch.cuda.is_available() is False"))
         from .hardware import load_catalog, match_device_name
 
         names = visible_devices(spec)
         if len(names) < len(ids):
-            raise SystemExit(
+            raise HardwareMismatch(
                 f"config {spec['name']!r}: declares {len(ids)} GPUs (gpu_ids {ids}) but {len(names)} are visible"
             )
         catalog = load_catalog(spec["hardware_catalog"])
         for i, n in enumerate(names[: len(ids)]):
             key = match_device_name(catalog, n)
             if key != spec["gpu"]:
-                raise SystemExit(
+                raise HardwareMismatch(
                     f"config {spec['name']!r}: declares gpu {spec['gpu']!r} but GPU {i} is {n!r} "
                     f"(catalog match: {key!r}); fix the config's gpu field or run it on the declared hardware"
                 )
         return dict(devices=names[: len(ids)], host=host_identity())
     return dict(devices=visible_devices(spec), host=host_identity())
-
-
-@contextlib.contextmanager
-def gpu_locks(spec, lock_dir="/tmp/opbreak-gpu-locks"):
-    """Exclusive per-GPU file locks so two local jobs never share a GPU."""
-    if spec["device"] != "cuda":
-        yield
-        return
-    Path(lock_dir).mkdir(parents=True, exist_ok=True)
-    files = []
-    try:
-        for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(","):
-            f = open(Path(lock_dir) / f"gpu{g}.lock", "w")
-            fcntl.flock(f, fcntl.LOCK_EX)
-            files.append(f)
-        yield
-    finally:
-        for f in files:
-            fcntl.flock(f, fcntl.LOCK_UN)
-            f.close()
 
 
 def host_identity() -> dict:

@@ -45,8 +45,31 @@ def check_weights_dir(path, model: dict | None = None) -> list[str]:
             f"weights: {str(path)!r}: {why}; convert to safetensors "
             "(e.g. transformers' save_pretrained(safe_serialization=True)) or use weights: null"
         )
+    for name in st:  # the header only (8-byte length + JSON): a file that is not safetensors fails here, not in a job
+        f = d / name
+        try:
+            with open(f, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if not 2 <= n <= f.stat().st_size - 8:
+                    raise ValueError(f"header length {n} does not fit the file")
+                header = json.loads(fh.read(n).decode("utf-8"))
+            if not isinstance(header, dict):
+                raise ValueError("header is not a JSON object")
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise WeightsError(
+                f"weights: {str(path)!r}/{name} is not a safetensors file ({str(e)[:80]}); "
+                "give the model's .safetensors files"
+            ) from None
     if model is not None:
-        cfg = json.loads((d / "config.json").read_text())
+        try:
+            cfg = json.loads((d / "config.json").read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise WeightsError(
+                f"weights: {str(path)!r}/config.json is not valid JSON ({type(e).__name__}); "
+                "give the model's HF config.json"
+            ) from None
+        if not isinstance(cfg, dict):
+            raise WeightsError(f"weights: {str(path)!r}/config.json is not a JSON object; give the HF config.json")
         cfg.setdefault("num_key_value_heads", cfg.get("num_attention_heads"))
         bad = [
             f"{k}={cfg.get(k)!r} but the config's model has {m}={model[m]!r}"

@@ -25,12 +25,14 @@ rule measure:
     log:
         "logs/measure/{config}/rep{repeat}.log",
     # Retried `retries` times (cluster noise, preemption); the last attempt records a failure
-    # instead of failing, so --keep-going still reaches the report, which lists it.
+    # instead of failing (the run summary lists it and the run exits non-zero). A repeat whose spec
+    # has a stored good measurement is restored from the store (opbreak/store.py), not measured:
+    # it needs no GPU; `remeasure:` names configs to measure anew.
     retries: RETRIES
     conda:
         "../envs/measure.yaml"
     resources:
-        gpu=lambda wc: CONFIGS[wc.config]["num_gpus"],
+        gpu=lambda wc: 0 if stored(wc) else CONFIGS[wc.config]["num_gpus"],
         gpu_model=slurm_field("gpu_model"),
         slurm_partition=slurm_field("partition"),
         slurm_account=slurm_field("account"),
@@ -40,8 +42,10 @@ rule measure:
         on_last_attempt=lambda wc, attempt: (
             "--record-failure" if attempt > RETRIES else ""
         ),
+        remeasure=lambda wc: "--remeasure" if wc.config in REMEASURE else "",
     shell:
         "python -m opbreak.measure --spec {input.spec} --repeat {wildcards.repeat} {resources.on_last_attempt}"
+        " --store measurements {resources.remeasure}"
         " --outdir results/measure/{wildcards.config}/rep{wildcards.repeat} > {log} 2>&1"
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from opbreak.aggregate import ProvenanceError, aggregate, check_provenance, scale_layers
+from opbreak.checks import CORE_OPS
 from opbreak.ops import LAYER_OPS
 
 
@@ -67,7 +68,12 @@ def test_aggregate_end_to_end_on_synthetic_runs(tmp_path):
                     repeat=rep,
                 )
                 for ph in ("prefill", "decode")
-                for o, t in (("ffn", 3.0), ("attention", 1.0))
+                # every core op present (opbreak.checks refuses a cut-off file); the others take no time
+                for o, t in (
+                    ("ffn", 3.0),
+                    ("attention", 1.0),
+                    *((x, 0.0) for x in CORE_OPS if x not in ("ffn", "attention")),
+                )
             ]
         )
         steps = pd.DataFrame(
@@ -94,4 +100,4 @@ def test_aggregate_end_to_end_on_synthetic_runs(tmp_path):
     assert row["median_ms"] == pytest.approx(3.0) and row["n"] == 3
     assert row["share"] == pytest.approx(0.75)
     assert bool(row["unstable"])  # CV 0.1 > 0.05
-    assert len(t["ops_repeats"]) == 12
+    assert len(t["ops_repeats"]) == 3 * 2 * len(set(CORE_OPS))

@@ -104,6 +104,12 @@ def slurm_cluster():
     finally:
         if started:
             _run(["bash", str(SLURM_DOWN)], 120)
+            # The machine is left as fast as it was found: the SLURM executor plugin runs `scontrol`
+            # at import, at every snakemake start; with no controller it must fail at once.
+            t0 = time.monotonic()
+            subprocess.run(["scontrol", "show", "config"], capture_output=True, timeout=60)
+            took = time.monotonic() - t0
+            assert took < 3, f"scontrol waits {took:.1f}s after slurm-down.sh: every snakemake start slows down"
 
 
 def _project_files() -> list[Path]:

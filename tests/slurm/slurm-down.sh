@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Stop the daemons that tests/slurm/slurm-up.sh started (and only those),
-# in reverse order. Leaves packages, config and the accounting database in
-# place, so the next slurm-up.sh is fast. Always exits 0 unless not root.
+# in reverse order, and park /etc/slurm/slurm.conf (moved to
+# /var/lib/opbreak-slurm/slurm.conf.parked; slurm-up.sh writes it again):
+# without a config the SLURM client fails at once instead of waiting ~9 s
+# for a controller, so every later snakemake start (the SLURM executor
+# plugin runs `scontrol show config` at import) is as fast as before.
+# Leaves packages and the accounting database in place, so the next
+# slurm-up.sh is fast. Always exits 0 unless not root.
 set -uo pipefail
 STATE=/var/lib/opbreak-slurm
 [ "$(id -u)" = 0 ] || { echo "slurm-down: must run as root" >&2; exit 1; }
@@ -33,4 +38,8 @@ if has munged; then
   stop_pidfile munged /run/munge/munged.pid
 fi
 rm -f "$STATE/started"
+if [ -f /etc/slurm/slurm.conf ]; then
+  mv -f /etc/slurm/slurm.conf "$STATE/slurm.conf.parked"
+  echo "slurm-down: parked /etc/slurm/slurm.conf in $STATE (scontrol now fails fast)"
+fi
 exit 0
