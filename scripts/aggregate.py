@@ -8,9 +8,9 @@ import pandas as pd
 from opbreak import contract
 from opbreak.aggregate import aggregate
 from opbreak.checks import MeasureFileError
+from opbreak.host_views import decode_probe, host_ops
 from opbreak.io import atomic_write_text, write_csv_atomic
 from opbreak.measure import COLLECTIVES_COLUMNS
-from opbreak.host_views import decode_probe, host_ops
 from opbreak.views import decode_tables
 
 sys.stderr = open(snakemake.log[0], "w")

@@ -8,9 +8,9 @@ import pandas as pd
 
 from opbreak import contract
 from opbreak.hardware import load_catalog
+from opbreak.host_views import pair_speedups
 from opbreak.io import write_csv_atomic
 from opbreak.predict import build_predictions
-from opbreak.host_views import pair_speedups
 from opbreak.theory_tables import build
 from opbreak.transport import link_key
 
