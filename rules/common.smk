@@ -154,9 +154,13 @@ NCCL_TESTS_BINARY = (
     if NCCL_TESTS.get("src")
     else os.path.abspath(NCCL_TESTS.get("binary") or "all_reduce_perf")
 )
-NCCL_TESTS_CSVS = (
-    expand("results/sweep/{link}.nccl-tests.csv", link=LINKS) if NCCL_TESTS else []
-)
+# Without the field, nccl-tests tables already in results/sweep/ (run on the GPU host, copied with its
+# sweeps to render elsewhere) are still read, never produced.
+NCCL_TESTS_CSVS = [
+    f
+    for f in expand("results/sweep/{link}.nccl-tests.csv", link=LINKS)
+    if NCCL_TESTS or os.path.exists(f)
+]
 
 
 def link_spec(field):
