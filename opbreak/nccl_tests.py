@@ -220,8 +220,8 @@ def at_sizes(ref: pd.DataFrame | None, sizes, col="time_s"):
     return out
 
 
-def main(argv=None):
-    """``python -m opbreak.nccl_tests run ...`` (the nccl_tests rule) or ``parse FILE``."""
+def cli() -> argparse.ArgumentParser:
+    """The command line of :func:`main` (a gencode value starts with '-': pass it as ``--gencode=...``)."""
     ap = argparse.ArgumentParser(prog="opbreak-nccl-tests", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run all_reduce_perf for one link and write its CSV")
@@ -243,7 +243,12 @@ def main(argv=None):
     b.add_argument("--out", required=True, help="JSON: the binary and torch's NCCL lib folder")
     p = sub.add_parser("parse", help="print the table parsed from a captured output")
     p.add_argument("file")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    """``python -m opbreak.nccl_tests run ...`` (the nccl_tests rule), ``build ...`` or ``parse FILE``."""
+    args = cli().parse_args(argv)
     if args.cmd == "parse":
         df, meta = parse(open(args.file).read())
         print(meta)

@@ -92,8 +92,8 @@ rule nccl_tests_build:
         build_dir=NCCL_TESTS.get("build_dir", ""),
         gencode=NCCL_TESTS.get("gencode", ""),
     shell:
-        "python -m opbreak.nccl_tests build --src '{params.src}' --build-dir '{params.build_dir}'"
-        " --gencode '{params.gencode}' --out {output} > {log} 2>&1"
+        "python -m opbreak.nccl_tests build --src='{params.src}' --build-dir='{params.build_dir}'"
+        " --gencode='{params.gencode}' --out {output} > {log} 2>&1"
 
 
 rule nccl_tests:

@@ -185,3 +185,20 @@ def test_workflow_runs_nccl_tests_per_link_only_when_set(workflow_copy, tmp_path
     out = p.stdout + p.stderr
     assert p.returncode != 0 and "invalid config (nothing was run)" in out
     assert f"nccl_tests.src: '{tmp_path / 'missing'}' is not a nccl-tests source folder" in out
+
+
+def test_the_build_rule_passes_a_gencode_that_starts_with_a_dash():
+    """2 x H200, 2026-11-30: `--gencode '-gencode=...'` was read as an option and the build failed."""
+    import re
+    import shlex
+
+    shell = (ROOT / "rules/measure.smk").read_text().split("rule nccl_tests_build:")[1].split("rule ")[0]
+    line = "".join(re.findall(r'"([^"]*)"', shell.split("shell:")[1]))
+    line = line.format(
+        params=type("P", (), dict(src="/s", build_dir="", gencode="-gencode=arch=compute_90,code=sm_90")),
+        output="o.json",
+        log="l",
+    )
+    argv = shlex.split(line.split(">")[0])[3:]  # after python -m opbreak.nccl_tests
+    args = nccl_tests.cli().parse_args(argv)
+    assert args.cmd == "build" and args.gencode == "-gencode=arch=compute_90,code=sm_90" and args.src == "/s"
