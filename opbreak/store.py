@@ -240,11 +240,12 @@ def import_source(root, src, cache=".snakemake/opbreak-import") -> list[Path]:
             prov = json.loads(prov_path.read_text())
         except (OSError, ValueError, UnicodeDecodeError):
             continue
-        if not isinstance(prov, dict) or not _good(folder, prov):
-            continue
-        spec = prov["spec"]
-        dest = repeat_dir(root, spec["name"], spec_hash(spec), int(prov["repeat"])) / entry_name(prov)
-        if dest.exists():
+        try:
+            spec = prov["spec"]
+            dest = repeat_dir(root, spec["name"], spec_hash(spec), int(prov["repeat"])) / entry_name(prov)
+        except (KeyError, TypeError, ValueError):
+            continue  # not a measurement's provenance
+        if dest.exists() or not _good(folder, prov):  # imported before: no need to read it again
             continue
         added.append(archive(root, folder, f"imported from {src}", prov))
     return added
