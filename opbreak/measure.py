@@ -236,7 +236,7 @@ def _failed(args, spec, out, started, error, kind="error"):
         finished=dt.datetime.now(dt.timezone.utc).isoformat(),
         host=socket.gethostname(),
     )
-    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
+    atomic_write_text(out / "provenance.json", provenance.dumps(prov))
 
 
 def _stored(args, spec):
@@ -320,7 +320,7 @@ def main(argv=None):
         prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
         for name, df in zip(OUTPUTS, frames):
             write_csv_atomic(df, out / name)
-        atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str))
+        atomic_write_text(out / "provenance.json", provenance.dumps(prov))
         if args.store:  # kept for good: a later failed or changed run cannot delete it
             entry = store.archive(args.store, out, f"measured here ({out})", prov)
             print(f"archived in the store: {entry}")

@@ -7,6 +7,7 @@ are not the ones the config declares, fail at once with the fix in the message.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import shutil
@@ -179,3 +180,14 @@ def collect(spec, repeat, started, pre):
         prov["topology"] = _nvidia_smi("topo", "-m")
         prov["torch_cuda_device_count"] = torch.cuda.device_count()
     return prov
+
+
+def dumps(prov: dict) -> str:
+    """provenance.json's text: indented, but the generated tokens (batch x steps numbers) one row a line,
+    so a record stays readable and a study's records stay small enough to carry."""
+    tokens = prov.get("tokens_rank0")
+    if not isinstance(tokens, list):
+        return json.dumps(prov, indent=1, default=str)
+    text = json.dumps({**prov, "tokens_rank0": "@TOKENS@"}, indent=1, default=str)
+    rows = ",\n  ".join(json.dumps(r, separators=(",", ":")) for r in tokens)
+    return text.replace('"@TOKENS@"', f"[\n  {rows}\n ]")
