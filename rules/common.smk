@@ -72,7 +72,7 @@ STORED = store.stored_repeats(
 wildcard_constraints:
     config="[A-Za-z0-9][A-Za-z0-9._-]*",
     repeat=r"\d+",
-    link="[A-Za-z0-9][A-Za-z0-9._-]*",
+    link=r"(?!.*\.nccl-tests)[A-Za-z0-9][A-Za-z0-9._-]*",  # <link>.nccl-tests.csv is not a sweep
 
 
 def repeats_of(name):
