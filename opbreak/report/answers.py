@@ -136,8 +136,9 @@ def _reason(t: dict, r, log: EvidenceLog, notes: list) -> str:
     return f"**{kind}-bound**: its largest op {op} ({share} of {bold(a)}'s {phase}) is {kind}-bound in theory"
 
 
-def pair_answers(t: dict, pairs_decl, present, ratio_flag: float, log: EvidenceLog, specs=None) -> tuple[list, list]:
-    """One sentence per compared pair: per phase, measured vs theoretical end-to-end speedup and the reason."""
+def pair_answers(t: dict, pairs_decl, present, ratio_flag: float, log: EvidenceLog, specs=None) -> list[dict]:
+    """Per compared pair: a sentence (per phase, measured vs theoretical end-to-end speedup and the reason)
+    and, where a reason is the host or the host is the device, the host's CPU model and load."""
     pr, out, notes, specs = t["pairs"], [], [], specs or {}
     for p in pairs_decl:
         if p["a"] not in present or p["b"] not in present or len(out) >= MAX_PAIRS:
@@ -161,13 +162,14 @@ def pair_answers(t: dict, pairs_decl, present, ratio_flag: float, log: EvidenceL
         if cpu:  # the host is the device: its CPU and load belong next to the comparison
             notes.append(host_summary(t["provenance"], [p["a"], p["b"]]))
         if parts:
-            out.append(
-                log.sentence(
-                    f"{bold(label)} (speedup of {bold(p['a'])} over {bold(p['b'])}): " + "; ".join(parts) + ".",
-                    topic="answers",
-                )
+            s = log.sentence(
+                f"{bold(label)} (speedup of {bold(p['a'])} over {bold(p['b'])}): " + "; ".join(parts) + ".",
+                topic="answers",
             )
-    return out, [md_escape(n) for n in dict.fromkeys(n for n in notes if n)]
+            note = next((n for n in notes if n), "")
+            out.append({"s": s, "host": md_escape(note)})
+        notes = []
+    return out
 
 
 def graph_replay_sentences(t: dict, log: EvidenceLog) -> list[Sentence]:
@@ -185,7 +187,7 @@ def graph_replay_sentences(t: dict, log: EvidenceLog) -> list[Sentence]:
 def answers_context(t: dict, configs, present, pairs_decl, specs: dict, params: dict, log: EvidenceLog) -> dict:
     """The answers section's context (see the module docstring); pure (no I/O)."""
     ratio_flag = float(params.get("ratio_flag", 0.25))
-    pairs, host_notes = pair_answers(t, pairs_decl, present, ratio_flag, log, specs)
+    pairs = pair_answers(t, pairs_decl, present, ratio_flag, log, specs)
     specs_tp = {c: s.get("tp", 0) for c, s in specs.items()}
     why = why_not_faster(
         split_medians(t), [p for p in pairs_decl if p["a"] in present and p["b"] in present], specs_tp, log
@@ -198,7 +200,6 @@ def answers_context(t: dict, configs, present, pairs_decl, specs: dict, params: 
         where=md_table(where_table(t, present)) if present else "",
         pairs=pairs,
         more_pairs=sum(1 for p in pairs_decl if p["a"] in present and p["b"] in present) > len(pairs),
-        host_notes=host_notes,
         why=why[:2],
         graph=graph_replay_sentences(t, log),
         not_measured=[md_escape(c) for c in configs if c not in present],

@@ -114,7 +114,7 @@ def phase_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
 
 # ----------------------------------------------------------------------------- 3. pairs
 def pair_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
-    """Pairs: end-to-end, the two ops that matter most (largest time on B), then the other flagged ops."""
+    """Pairs: end-to-end, the op that matters most (largest time on B), then the other flagged ops."""
     pr = t["pairs"]
     out = []
     for p in pairs_decl:
@@ -131,11 +131,11 @@ def pair_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
 
 
 def _pair_phase_sentences(q, label, phase, t, log: EvidenceLog) -> list[Sentence]:
-    """One pair, one phase: end-to-end and the top two ops each get a sentence; other flagged ops share one."""
+    """One pair, one phase: end-to-end and the top op each get a sentence; other flagged ops share one."""
     out = []
     e2e = q[q["op"] == "end_to_end"]
     ops_q = q[q["op"].isin(OPS) & ~q["op"].isin(NOT_OPS)]
-    top = ops_q.sort_values("time_b_ms", ascending=False).head(2)
+    top = ops_q.sort_values("time_b_ms", ascending=False).head(1)
     for _, r in pd.concat([e2e, top]).iterrows():
         out.append(_pair_sentence(r, label, log, t["theory_ops"], t["allreduce"]))
     rest = ops_q[ops_q["flagged"] & ~ops_q.index.isin(top.index)]

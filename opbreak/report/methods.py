@@ -126,7 +126,15 @@ def host_summary(prov, cfgs) -> str:
     recs = [p for p in prov if p.get("config") in set(cfgs)]
     if not recs:
         return ""
-    return f"host {_uniq(recs, lambda r: r.get('host'))}: {_uniq(recs, host_cpu)}, load {_uniq(recs, host_load)}"
+    loads = [
+        float(la[0])
+        for r in recs
+        for k in ("host_before", "host_after")
+        if isinstance(la := (r.get(k) or {}).get("loadavg"), list) and la
+    ]
+    load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
+    host = _uniq(recs, lambda r: r.get("host"))
+    return f"{host}, {_uniq(recs, host_cpu)}, 1-min load {load} over the repeats"
 
 
 def methods_compact(t: dict, configs) -> dict:

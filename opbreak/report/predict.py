@@ -156,8 +156,9 @@ def quotes_table(t: dict) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- sentences
 
 
-def phase_sentences(t: dict, configs, trace) -> list:
-    """Per config and phase: the prediction, and against the measurement where there is one."""
+def phase_sentences(t: dict, configs, trace, measured_only_in_table=True) -> list:
+    """Per config and phase: the prediction of a config not measured (a measured config's prediction and
+    measurement stand side by side in the totals table), or why a config is not predicted."""
 
     out = []
     ph = t["predicted_phases"]
@@ -176,6 +177,8 @@ def phase_sentences(t: dict, configs, trace) -> list:
             out.append(
                 trace.sentence(f"{bold(cfg)} (not measured): predicted " + ", ".join(parts) + ".", topic="predicted")
             )
+            continue
+        if measured_only_in_table:  # measured configs: the totals table holds both columns
             continue
         for _, r in d.iterrows():
             pred = trace.cite("predicted_phases", r, K_PHASE, "predicted_ms", "ms")
