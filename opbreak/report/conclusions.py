@@ -134,7 +134,8 @@ def _pair_phase_sentences(q, label, phase, t, log: EvidenceLog) -> list[Sentence
     """One pair, one phase: end-to-end and the top op each get a sentence; other flagged ops share one."""
     out = []
     e2e = q[q["op"] == "end_to_end"]
-    ops_q = q[q["op"].isin(OPS) & ~q["op"].isin(NOT_OPS)]
+    # like with like: a modeled row (emulated TP's collectives) is the model against a measurement
+    ops_q = q[q["op"].isin(OPS) & ~q["op"].isin(NOT_OPS) & ~q["modeled"].astype(bool)]
     top = ops_q.sort_values("time_b_ms", ascending=False).head(1)
     for _, r in pd.concat([e2e, top]).iterrows():
         out.append(_pair_sentence(r, label, log, t["theory_ops"], t["allreduce"]))
