@@ -312,6 +312,7 @@ def all_sentences(ctx) -> list:
     return (
         [p["s"] for p in a["pairs"]]
         + list(a["why"])
+        + list(a["predicted_pairs"])
         + list(a["graph"])
         + list(ctx["sentences"])
         + list(ctx["decode"]["sentences"])

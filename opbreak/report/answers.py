@@ -172,6 +172,27 @@ def pair_answers(t: dict, pairs_decl, present, ratio_flag: float, log: EvidenceL
     return out
 
 
+def predicted_where_table(t: dict, configs) -> pd.DataFrame:
+    """Configs with predictions only: per phase the two largest predicted shares and the predicted total."""
+    pr, ph = t.get("predicted"), t.get("predicted_phases")
+    rows = []
+    if pr is None or ph is None or pr.empty:
+        return pd.DataFrame()
+    for cfg in configs:
+        row = {"config (PREDICTED, not measured)": md_escape(cfg)}
+        for phase in PHASES:
+            d = pr[(pr["config"] == cfg) & (pr["phase"] == phase)]
+            d = d[d["predicted_share"].map(finite)].sort_values("predicted_share", ascending=False).head(2)
+            m = ph[(ph["config"] == cfg) & (ph["phase"] == phase)]
+            total = m["predicted_ms"].iloc[0] if len(m) else float("nan")
+            row[f"{phase}: largest predicted shares"] = (
+                ", ".join(f"{md_code(r['op'])} {f_pct(r['predicted_share'])}" for _, r in d.iterrows()) or "–"
+            )
+            row[f"{phase} predicted"] = f_ms(total) if finite(total) and total > 0 else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def graph_replay_sentences(t: dict, log: EvidenceLog) -> list[Sentence]:
     """Slot: decode without the host (CUDA-graph replay), from ``results/aggregate/graph_replay.csv``.
 
@@ -192,10 +213,15 @@ def answers_context(t: dict, configs, present, pairs_decl, specs: dict, params: 
     why = why_not_faster(
         split_medians(t), [p for p in pairs_decl if p["a"] in present and p["b"] in present], specs_tp, log
     )
+    from .predict import pair_sentences as predicted_pair_sentences
     from .predict import predicted_configs
 
     pred = predicted_configs(t)
+    paper = [c for c in configs if c not in present and c in pred]
+    paper_pairs = [p for p in pairs_decl if p["a"] in paper or p["b"] in paper][:MAX_PAIRS]
     return dict(
+        predicted_where=md_table(predicted_where_table(t, paper)) if paper else "",
+        predicted_pairs=predicted_pair_sentences(t, paper_pairs, log) if paper_pairs else [],
         any=bool(present),
         where=md_table(where_table(t, present)) if present else "",
         pairs=pairs,

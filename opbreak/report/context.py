@@ -286,7 +286,8 @@ def section_pairs(d: ReportData) -> dict:
         q = phase_sort(q) if len(q) else q
         why = ""
         if not ok:
-            why = "not compared: " + join_words([md_escape(c) for c in (a, b) if c not in d.present]) + " has no data"
+            gone = [md_escape(c) for c in (a, b) if c not in d.present]
+            why = "not compared: " + join_words(gone) + (" has" if len(gone) == 1 else " have") + " no data"
         entries.append(
             {
                 "label": md_escape(label),
@@ -442,7 +443,7 @@ def section_allreduce(d: ReportData) -> dict:
             "B [GB/s]": f_num(r["bw_GBps"]),
             "source": md_escape(r["source"]),
         }
-        for _, r in ar[ar["kind"] != "sweep"].sort_values(["config", "kind", "phase", "n"]).iterrows()
+        for _, r in ar[ar["kind"] == "phase"].sort_values(["config", "kind", "phase", "n"]).iterrows()
     ]
     ar_fit = ar.drop_duplicates(["config", "source"])
     ar_fit_rows = [
