@@ -121,6 +121,9 @@ TEXT_COLS = (
     "gpu",
     "error",
     "path",
+    "ceiling_source",
+    "link_source",
+    "basis",
 ) + PREDICT_TEXT_COLS
 
 

@@ -373,11 +373,16 @@ def over_roofline_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Se
         me = log.cite("theory_ops", r, k, "measured_ms", "ms")
         a = log.cite("theory_ops", r, k, ach, "num")
         c = log.cite("theory_ops", r, k, ceil, "num")
+        src = md_escape(r["ceiling_source"]) or "catalog"
+        if r["ceiling_source"] == "datasheet":  # a datasheet peak cannot be exceeded: the count is too high
+            why = f"so at this size the op {verb} than the theory counts"
+        else:  # a measured ceiling can sit below what the hardware reaches
+            why = f"so at this size either the op {verb} than the theory counts or the {src} ceiling is too low"
         out.append(
             log.sentence(
                 f"On {bold(r['config'])} in {r['phase']}, {op_code(r['op'])} reaches {eff} of its {r['bound']} "
                 f"roofline: the {cnt} the theory counts ({n}) in its measured {me} would need {a} {unit}, above the "
-                f"ceiling's {c} {unit}, so at this size the op {verb} than the theory counts.",
+                f"{src} ceiling's {c} {unit}, {why}.",
                 topic="theory",
             )
         )
