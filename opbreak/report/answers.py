@@ -158,6 +158,10 @@ def pair_answers(t: dict, pairs_decl, present, ratio_flag: float, log: EvidenceL
             text += _cite_unstable(t, r, ratio_flag, log)
             why = _reason(t, r, log, notes)
             parts.append(text + (f" — {why}" if why else ""))
+        hosts = [{q.get("host") for q in t["provenance"] if q.get("config") == c} for c in (p["a"], p["b"])]
+        if all(hosts) and hosts[0] != hosts[1]:  # a cross-host comparison: both hosts, first
+            prov = t["provenance"]
+            notes.insert(0, f"{host_summary(prov, [p['a']])} against {host_summary(prov, [p['b']])}")
         cpu = [c for c in (p["a"], p["b"]) if (specs.get(c) or {}).get("gpu") == "cpu"]
         if cpu:  # the host is the device: its CPU and load belong next to the comparison
             notes.append(host_summary(t["provenance"], [p["a"], p["b"]]))

@@ -284,8 +284,11 @@ def host_flags(t: dict, pairs_decl) -> list[str]:
         ha, hb = hosts.get(p["a"], set()), hosts.get(p["b"], set())
         bound = med[(med["config"].isin([p["a"], p["b"]])) & (med["phase"] == "decode")]
         if ha and hb and ha != hb and (bound["host_idle_share"] > HOST_BOUND).any():
+            from .methods import host_summary
+
+            prov = t.get("provenance") or []
             flags.append(
-                f"{p['a']} vs {p['b']}: measured on {', '.join(sorted(ha))} vs {', '.join(sorted(hb))}; "
+                f"{p['a']} vs {p['b']}: measured on {host_summary(prov, [p['a']])} vs {host_summary(prov, [p['b']])}; "
                 "decode is host-bound, so this pair compares host CPUs as much as GPUs"
             )
     return flags
