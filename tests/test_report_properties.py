@@ -110,12 +110,13 @@ def tables(study) -> dict:
             dtype="float16",
             model={"name": "m"},
         )
+        host = str(rng.choice(["host-a", "host-b"]))  # pairs across hosts get the host note
         for r in range(3):
             prov.append(
                 dict(
                     config=c["name"],
                     repeat=r,
-                    host="h",
+                    host=host,
                     spec=spec,
                     host_after=dict(cpu_model="CPU X", cpus_usable=4, loadavg=[float(rng.uniform(0, 4))]),
                 )
