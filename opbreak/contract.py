@@ -138,6 +138,9 @@ TEXT_COLS = (
     "error",
     "path",
     "graph_error",
+    "ceiling_source",
+    "link_source",
+    "basis",
 ) + PREDICT_TEXT_COLS
 
 

@@ -57,7 +57,12 @@ PREDICTED_COLUMNS = [
     "measured_ms",
     "predicted_over_measured",
     "modeled",
+    "basis",
 ]
+NO_CALIBRATION = "not predicted: no calibration for this hardware"
+NO_LINK = "not predicted: no link model for this transport"
+SWEEP_BASIS = "the study's own all-reduce sweep (alpha-beta fit, back to back)"
+CATALOG_BASIS = "catalog link (config/hardware.yaml)"
 PHASE_COLUMNS = [
     "config",
     "phase",
@@ -188,7 +193,18 @@ def measured_configs(phase_summary: pd.DataFrame) -> set:
 
 
 def predict_ops(theory_ops: pd.DataFrame, eff: pd.DataFrame, measured: set) -> pd.DataFrame:
-    """predicted_ms = t_bound_ms / efficiency of the op's class and phase, per model op."""
+    """predicted_ms = t_bound_ms / efficiency of the op's class and phase, per model op.
+
+    Honest about what the efficiencies were calibrated on (GPUs, NVLink):
+
+    - a config whose ceilings are not a GPU datasheet's (the CPU backend: ``ceiling_source``
+      ``measured``) is not predicted (:data:`NO_CALIBRATION`), never with a GPU's efficiencies;
+    - a collective is predicted on the config's own link: where the study swept that link
+      (``link_source`` ``fit``) the sweep's alpha-beta time is the prediction (efficiency 1, basis
+      :data:`SWEEP_BASIS`); else the catalog link with the collective class's efficiency; a
+      transport the catalog has no number for (the host-memory path) without a sweep is not
+      predicted (:data:`NO_LINK`). The ``basis`` column says which.
+    """
     if theory_ops.empty:
         return pd.DataFrame(columns=PREDICTED_COLUMNS)
     e = eff.set_index(["op_class", "phase"])
@@ -198,6 +214,22 @@ def predict_ops(theory_ops: pd.DataFrame, eff: pd.DataFrame, measured: set) -> p
     t["efficiency"] = [e.loc[(c, p), "efficiency"] for c, p in zip(t["op_class"], t["phase"])]
     t["calibration"] = [e.loc[(c, p), "calibration"] for c, p in zip(t["op_class"], t["phase"])]
     tb = basis_ms(t).clip(lower=0)
+    is_coll = (t["op_class"] == "collective").to_numpy()
+    src = t["link_source"].astype(str) if "link_source" in t else pd.Series("", index=t.index)
+    sweep = is_coll & (src == "fit").to_numpy()
+    t_link = pd.to_numeric(t.get("t_link_ms", pd.Series(np.nan, index=t.index)), errors="coerce")
+    tb = tb.where(~sweep, t_link.clip(lower=0))
+    t.loc[sweep, "efficiency"] = 1.0
+    t.loc[sweep, "calibration"] = "study sweep"
+    t["basis"] = np.where(sweep, SWEEP_BASIS, np.where(is_coll, CATALOG_BASIS, "roofline (t_bound_ms)"))
+    cat = pd.to_numeric(t["t_link_catalog_ms"], errors="coerce") if "t_link_catalog_ms" in t else tb
+    no_link = is_coll & ~sweep & cat.isna().to_numpy()
+    cpu = (t["ceiling_source"].astype(str) == "measured").to_numpy() if "ceiling_source" in t else is_coll & False
+    tb = tb.where(~(no_link | cpu))
+    t.loc[no_link, "calibration"] = NO_LINK
+    t.loc[cpu, "calibration"] = NO_CALIBRATION
+    t.loc[no_link | cpu, "efficiency"] = np.nan
+    t.loc[no_link | cpu, "basis"] = "none"
     t["predicted_ms"] = tb / t["efficiency"]
     tot = t.groupby(["config", "phase"])["predicted_ms"].transform("sum")
     t["predicted_share"] = np.where(tot > 0, t["predicted_ms"] / tot, np.nan)
@@ -234,18 +266,20 @@ def predict_phases(pred, theory_ops, ops_summary, phase_summary, threshold) -> p
     for (cfg, phase), g in pred.groupby(["config", "phase"], sort=False):
         m = phase_summary[(phase_summary["config"] == cfg) & (phase_summary["phase"] == phase)]
         med = float(pd.to_numeric(m["median_ms"], errors="coerce").iloc[0]) if len(m) else math.nan
-        p = float(g["predicted_ms"].sum())
+        # an op not predicted leaves the phase total unknown, never a partial sum
+        p = float(g["predicted_ms"].sum(min_count=len(g)))
         # emulated TP: the measured phase ran no collectives, so compare only what ran
-        p_ran = float(g.loc[~g["modeled"].astype(bool), "predicted_ms"].sum())
+        ran = g.loc[~g["modeled"].astype(bool), "predicted_ms"]
+        p_ran = float(ran.sum(min_count=len(ran)))
         rows.append(
             dict(
                 config=cfg,
                 phase=phase,
-                status=g["status"].iloc[0],
+                status=g["status"].iloc[0] if math.isfinite(p) else "not predicted",
                 predicted_ms=p,
                 predicted_ran_ms=p_ran,
                 measured_ms=med,
-                predicted_over_measured=p_ran / med if med > 0 else math.nan,
+                predicted_over_measured=p_ran / med if med > 0 and p_ran > 0 else math.nan,
                 host_bound_share=host_bound_share(theory_ops, ops_summary, med, cfg, phase, threshold),
                 calibration=", ".join(sorted(set(g["calibration"]))),
             )

@@ -96,6 +96,8 @@ def link_for(spec, catalog, sweep: pd.DataFrame | None, provenance=()):
         return dict(alpha_s=alpha, bw_bytes_per_s=bw, source="fit")
     if spec["gpu"] == "cpu":
         return None
+    if spec.get("transport", "auto") != "auto":
+        return None  # the catalog has no number for the host-memory path: only a measured sweep models it
     topology = spec.get("topology", "auto")
     if topology == "auto" and not spec["emulate_tp"]:
         seen = {
@@ -391,12 +393,15 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame |
     return rows
 
 
-def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1):
+def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1, link=None):
     """Roofline time per decode step against the measured step latency (median over repeats).
 
     Both at the depth that ran (``num_layers``): step latencies of truncated runs are not
     scaled (only per-op totals are), so the bound is computed for the truncated model too.
+    The bound includes the step's collectives wherever they ran (real TP: on ``link``, the
+    same alpha-beta model as ops.csv); an emulated-TP step runs none, so its bound has none.
     """
+    n_coll = 1 if spec.get("emulate_tp") else spec["tp"]
     s = steps[(steps["config"] == spec["name"]) & (steps["phase"] == "decode")]
     med = s.groupby("step")["e2e_ms"].median()
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
@@ -410,7 +415,7 @@ def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1):
             tp=spec["tp"],
             dtype_bytes=DTYPE_BYTES[spec["dtype"]],
         )
-        roof = roofline(c, hw, n_gpus=1)  # compute and memory terms; collectives are in allreduce.csv
+        roof = roofline(c, hw, n_gpus=n_coll, allreduce_params=link)
         measured = med.get(step, math.nan)
         rows.append(
             dict(
@@ -438,7 +443,7 @@ def build(
         th.append(t)
         ar += allreduce_rows(spec, link, sweeps.get(name), t, nccl_refs.get(name))
         stride = max(1, spec["output_len"] // 256)
-        ds += decode_step_rows(spec, ceil, steps, stride)
+        ds += decode_step_rows(spec, ceil, steps, stride, link)
         ce.append(
             dict(
                 config=name,

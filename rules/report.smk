@@ -44,6 +44,7 @@ rule report:
     params:
         configs=list(CONFIGS),
         pairs=PAIRS,
+        declared=CONFIGS,
         study=config["study"],
         report_params={
             "unstable_cv": config["unstable_cv"],

@@ -16,5 +16,6 @@ timings = render(
     study=snakemake.params.study,
     template=snakemake.input.template,
     params=dict(snakemake.params.report_params),
+    declared={k: dict(v) for k, v in snakemake.params.declared.items()},
 )
 print("report timings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in timings.items()), file=sys.stderr)

@@ -288,8 +288,10 @@ def test_measured_config_sentences_cite_every_number():
         ]
     )
     trace = rep.EvidenceLog()
-    out = RP.phase_sentences({"predicted_phases": ph}, ["m", "p"], trace)
+    out = RP.phase_sentences({"predicted_phases": ph}, ["m", "p"], trace, measured_only_in_table=False)
     assert len(out) == 3 and "not measured" in out[-1].text and "host-bound" in out[1].text
+    # in the report a measured config's prediction stands in the totals table only
+    assert len(RP.phase_sentences({"predicted_phases": ph}, ["m", "p"], rep.EvidenceLog())) == 1
     for s in out:
         text = s.text.replace("**m**", "").replace("**p**", "")
         shown = {x for e in s.evidence for x in NUM.findall(trace.rows[int(e[1:]) - 1].shown)}

@@ -25,13 +25,25 @@ def dominant_ops(ops_summary: pd.DataFrame) -> pd.DataFrame:
     return d.loc[idx].sort_values(["config", "phase"], key=lambda s: s.map(PHASE_OF) if s.name == "phase" else s)
 
 
-def disagreements(pairs: pd.DataFrame, n=3) -> pd.DataFrame:
-    """The n pair rows furthest from theory (largest |log(measured/theory)|), either direction."""
-    d = pairs[np.isfinite(pairs["measured_over_theory"].astype(float)) & (pairs["measured_over_theory"] > 0)]
+def disagreements(pairs: pd.DataFrame, n=3, unstable=None) -> pd.DataFrame:
+    """The n pair rows furthest from theory (largest |log(measured/theory)|), either direction.
+
+    Like with like: a row where either side is modeled (emulated TP's collectives) compares a
+    measurement with the model itself and is no disagreement, so it is left out. Rows whose inputs
+    are unstable (``unstable``: a boolean per row) rank after every stable row; the result's
+    ``unstable`` column marks them.
+    """
+    d = pairs[
+        np.isfinite(pairs["measured_over_theory"].astype(float))
+        & (pairs["measured_over_theory"] > 0)
+        & ~pairs["modeled"].astype(bool)
+    ]
     if d.empty:
-        return d
-    d = d.assign(_dev=np.abs(np.log(d["measured_over_theory"].astype(float))))
-    return d.sort_values("_dev", ascending=False).head(n).drop(columns="_dev")
+        return d.assign(unstable=pd.Series(dtype=bool))
+    flag = unstable.reindex(d.index).fillna(False).astype(bool) if unstable is not None else False
+    d = d.assign(_dev=np.abs(np.log(d["measured_over_theory"].astype(float))), unstable=flag)
+    d = d.sort_values(["unstable", "_dev"], ascending=[True, False], kind="stable")
+    return d.head(n).drop(columns="_dev")
 
 
 # ----------------------------------------------------------------------------- 1. dominant op per phase
@@ -102,7 +114,7 @@ def phase_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
 
 # ----------------------------------------------------------------------------- 3. pairs
 def pair_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
-    """Pairs: end-to-end, the two ops that matter most (largest time on B), then the other flagged ops."""
+    """Pairs: end-to-end, the op that matters most (largest time on B), then the other flagged ops."""
     pr = t["pairs"]
     out = []
     for p in pairs_decl:
@@ -119,11 +131,12 @@ def pair_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
 
 
 def _pair_phase_sentences(q, label, phase, t, log: EvidenceLog) -> list[Sentence]:
-    """One pair, one phase: end-to-end and the top two ops each get a sentence; other flagged ops share one."""
+    """One pair, one phase: end-to-end and the top op each get a sentence; other flagged ops share one."""
     out = []
     e2e = q[q["op"] == "end_to_end"]
-    ops_q = q[q["op"].isin(OPS) & ~q["op"].isin(NOT_OPS)]
-    top = ops_q.sort_values("time_b_ms", ascending=False).head(2)
+    # like with like: a modeled row (emulated TP's collectives) is the model against a measurement
+    ops_q = q[q["op"].isin(OPS) & ~q["op"].isin(NOT_OPS) & ~q["modeled"].astype(bool)]
+    top = ops_q.sort_values("time_b_ms", ascending=False).head(1)
     for _, r in pd.concat([e2e, top]).iterrows():
         out.append(_pair_sentence(r, label, log, t["theory_ops"], t["allreduce"]))
     rest = ops_q[ops_q["flagged"] & ~ops_q.index.isin(top.index)]
@@ -229,7 +242,7 @@ def _efficiency_shortfall(r, log: EvidenceLog, theory_ops: pd.DataFrame) -> str:
     if eff["a"]["efficiency"] < eff["b"]["efficiency"]:
         verdict = f"so {bold(r['a'])} uses its {ba} resource less well than {bold(r['b'])} does"
     else:
-        verdict = "so the gap is not an efficiency loss on A; the roofline's per-rank costs are the suspect"
+        verdict = f"so {bold(r['a'])}'s efficiency is not lower than {bold(r['b'])}'s"
     return f": {bold(r['a'])} reaches {ea} of its {ba} roofline against {eb} on {bold(r['b'])}{note}, {verdict}"
 
 
@@ -336,6 +349,46 @@ def theory_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]
     return out
 
 
+def over_roofline_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
+    """Measured ops faster than their roofline (efficiency over 100 %), each explained from its own cells:
+    the work the theory counts, over the measured time, exceeds the ceiling, so the op does less of
+    that work at this size than counted."""
+    th = t["theory_ops"]
+    d = th[th["config"].isin(present) & ~th["modeled"].astype(bool)]
+    d = d[np.isfinite(d["efficiency"].astype(float)) & (d["efficiency"].astype(float) > 1)]
+    out = []
+    k = KEYS["theory_ops"]
+    what = {
+        "memory": ("bytes", "achieved_GBps", "mem_bw_GBps", "GB/s", "moves fewer bytes through device memory"),
+        "compute": ("flops", "achieved_tflops", "peak_tflops", "TFLOP/s", "does fewer FLOPs"),
+    }
+    for _, r in d.iterrows():
+        if r["bound"] not in what:
+            continue
+        cnt, ach, ceil, unit, verb = what[r["bound"]]
+        if not (finite(r[ach]) and finite(r[ceil])):
+            continue
+        eff = log.cite("theory_ops", r, k, "efficiency", "pct")
+        n = log.cite("theory_ops", r, k, cnt, "sci")
+        me = log.cite("theory_ops", r, k, "measured_ms", "ms")
+        a = log.cite("theory_ops", r, k, ach, "num")
+        c = log.cite("theory_ops", r, k, ceil, "num")
+        src = md_escape(r["ceiling_source"]) or "catalog"
+        if r["ceiling_source"] == "datasheet":  # a datasheet peak cannot be exceeded: the count is too high
+            why = f"so at this size the op {verb} than the theory counts"
+        else:  # a measured ceiling can sit below what the hardware reaches
+            why = f"so at this size either the op {verb} than the theory counts or the {src} ceiling is too low"
+        out.append(
+            log.sentence(
+                f"On {bold(r['config'])} in {r['phase']}, {op_code(r['op'])} reaches {eff} of its {r['bound']} "
+                f"roofline: the {cnt} the theory counts ({n}) in its measured {me} would need {a} {unit}, above the "
+                f"{src} ceiling's {c} {unit}, {why}.",
+                topic="theory",
+            )
+        )
+    return out
+
+
 # ----------------------------------------------------------------------------- 6. stability
 def stability_sentences(t, present, pairs_decl, log: EvidenceLog) -> list[Sentence]:
     """Stability: the least stable figures, and unstable phase totals."""
@@ -396,6 +449,7 @@ TOPICS = (
     pair_sentences,
     allreduce_sentences,
     theory_sentences,
+    over_roofline_sentences,
     stability_sentences,
     modeled_sentences,
 )

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..ops import PHASES
 from ..stats import CI_PCT
+from .answers import answers_context, pair_row_unstable
 from .conclusions import disagreements, dominant_ops, generate_conclusions
 from .decode import decode_context
 from .evidence import EvidenceLog
@@ -33,7 +34,7 @@ from .markdown import (
     md_table,
     slug,
 )
-from .methods import methods
+from .methods import methods, methods_compact
 from .predict import predict_context, predicted_configs
 from .tables import NOT_OPS, TABLE_PATHS, TARGET_PCT, phase_sort
 
@@ -51,6 +52,7 @@ class ReportData:
     params: dict
     log: EvidenceLog
     sentences: list
+    declared: dict | None = None  # config name -> its declared entry (a predict-only config has no provenance)
 
 
 # ----------------------------------------------------------------------------- header and status
@@ -66,6 +68,7 @@ def section_header(d: ReportData) -> dict:
         n_present=len(d.present),
         n_pairs=len(d.pairs_decl),
         fig=d.figures,
+        tab={k: f"tables/{TABLE_PATHS[k].rsplit('/', 1)[-1]}" for k in TABLE_PATHS},
     )
 
 
@@ -130,7 +133,7 @@ def _status_rows(d: ReportData) -> list[dict]:
     for p in d.t["provenance"]:
         spec_of.setdefault(p.get("config"), p.get("spec", {}))
     for cfg in d.configs:
-        s = spec_of.get(cfg, {})
+        s = spec_of.get(cfg) or (d.declared or {}).get(cfg) or {}
         pre = ps[(ps["config"] == cfg) & (ps["phase"] == "prefill")]
         dec = ps[(ps["config"] == cfg) & (ps["phase"] == "decode")]
         model = s.get("model", {})
@@ -174,7 +177,10 @@ def section_summary(d: ReportData) -> dict:
             for _, r in dom.iterrows()
         ]
     )
-    dis = disagreements(pr[pr["a"].isin(d.present) & pr["b"].isin(d.present)])
+    both = pr[pr["a"].isin(d.present) & pr["b"].isin(d.present)]
+    ratio_flag = float(d.params.get("ratio_flag", 0.25))
+    unstable = pd.Series([pair_row_unstable(d.t, r, ratio_flag) for _, r in both.iterrows()], index=both.index)
+    dis = disagreements(both, unstable=unstable)
     dis_tbl = pd.DataFrame(
         [
             {
@@ -187,6 +193,7 @@ def section_summary(d: ReportData) -> dict:
                 "measured/theory": f_num(r["measured_over_theory"]),
                 "bound": md_escape(r["bound"]),
                 "flagged": "yes" if r["flagged"] else "no",
+                "inputs": "**unstable**" if r["unstable"] else "stable",
             }
             for _, r in dis.iterrows()
         ]
@@ -280,7 +287,8 @@ def section_pairs(d: ReportData) -> dict:
         q = phase_sort(q) if len(q) else q
         why = ""
         if not ok:
-            why = "not compared: " + join_words([md_escape(c) for c in (a, b) if c not in d.present]) + " has no data"
+            gone = [md_escape(c) for c in (a, b) if c not in d.present]
+            why = "not compared: " + join_words(gone) + (" has" if len(gone) == 1 else " have") + " no data"
         entries.append(
             {
                 "label": md_escape(label),
@@ -318,6 +326,9 @@ def _pair_rows(q: pd.DataFrame) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- stability
+STABILITY_ROWS = 10  # least stable figures shown; every row is in tables/ops_summary.csv (column unstable)
+
+
 def section_stability(d: ReportData) -> dict:
     """Unstable ops (by CV), ops with outliers, and every phase total with its CI."""
     ops, ps = d.t["ops_summary"], d.t["phase_summary"]
@@ -334,7 +345,7 @@ def section_stability(d: ReportData) -> dict:
             "n": f_int(r["n"]),
             "repeats for CI < " + TARGET_PCT: f_int(r["repeats_for_5pct"]),
         }
-        for _, r in unst.iterrows()
+        for _, r in unst.head(STABILITY_ROWS).iterrows()
     ]
     out_rows = ops[(ops["n_outliers"].fillna(0) > 0) & ops["config"].isin(d.present)]
     outl = [
@@ -366,6 +377,7 @@ def section_stability(d: ReportData) -> dict:
     ]
     return dict(
         stability_table=md_table(pd.DataFrame(stab_rows)),
+        stability_more=len(unst) > STABILITY_ROWS,
         outlier_table=md_table(pd.DataFrame(outl)),
         phase_table=md_table(pd.DataFrame(ps_rows)),
     )
@@ -432,9 +444,7 @@ def section_allreduce(d: ReportData) -> dict:
             "B [GB/s]": f_num(r["bw_GBps"]),
             "source": md_escape(r["source"]),
         }
-        for _, r in ar[~ar["kind"].isin(["sweep", "nccl_tests"])]
-        .sort_values(["config", "kind", "phase", "n"])
-        .iterrows()
+        for _, r in ar[ar["kind"] == "phase"].sort_values(["config", "kind", "phase", "n"]).iterrows()
     ]
     ar_fit = ar.drop_duplicates(["config", "source"])
     ar_fit_rows = [
@@ -561,7 +571,18 @@ def section_ceilings(d: ReportData) -> dict:
 # ----------------------------------------------------------------------------- methods and evidence
 def section_methods(d: ReportData) -> dict:
     """How each config was measured (see :mod:`.methods`)."""
-    return dict(methods=methods(d.t, d.configs))
+    return dict(methods=methods(d.t, d.configs), methods_compact=_methods_compact(d))
+
+
+def _methods_compact(d: ReportData) -> dict:
+    m = methods_compact(d.t, d.configs)
+    return dict(table=md_table(pd.DataFrame(m["rows"])), blocks=m["blocks"])
+
+
+def section_answers(d: ReportData) -> dict:
+    """The answers on one screen (see :mod:`.answers`); drawn first, so its evidence ids come first."""
+    specs = {p.get("config"): p.get("spec") or {} for p in d.t["provenance"]}
+    return dict(answers=answers_context(d.t, d.configs, d.present, d.pairs_decl, specs, d.params, d.log))
 
 
 def section_evidence(d: ReportData) -> dict:
@@ -617,13 +638,15 @@ SECTIONS = (
 )
 
 
-def build_context(t: dict, configs, pairs_decl, study, figures: dict, params: dict | None = None) -> dict:
-    """Everything the template needs; pure (no I/O)."""
+def build_context(
+    t: dict, configs, pairs_decl, study, figures: dict, params: dict | None = None, declared: dict | None = None
+) -> dict:
+    """Everything the template needs; pure (no I/O). ``declared``: config name -> its config entry."""
     log = EvidenceLog()
     present = [c for c in configs if c in set(t["ops_summary"]["config"])]
-    sentences = generate_conclusions(t, configs, pairs_decl, log)
-    data = ReportData(t, configs, present, pairs_decl, study, figures, params or {}, log, sentences)
-    ctx = {}
+    data = ReportData(t, configs, present, pairs_decl, study, figures, params or {}, log, [], declared)
+    ctx = section_answers(data)
+    data.sentences = generate_conclusions(t, configs, pairs_decl, log)
     for section in SECTIONS:
         ctx.update(section(data))
     return ctx

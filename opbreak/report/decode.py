@@ -193,13 +193,9 @@ def twin_sentences(t: dict, pairs_decl, emulated: set, log) -> list:
             f"{worst['view']} view"
         )
         verdict = (
-            f"every prefill compute op agrees within 3 % (furthest: {worst_txt})"
+            f"every prefill compute op agrees within {_pct(TWIN_TOLERANCE)} (furthest: {worst_txt})"
             if not cite
-            else f"{len(d) - len(off)} of {len(d)} prefill compute ops agree within 3 %; outside it: "
-            + ", ".join(cite)
-            + "; the GEMMs and attention are not among them. The ops outside are norms and "
-            "the last-token tail, short ops that in the real run start right after an NCCL call on a "
-            "second stream (the twin has none there); the cause is not established further"
+            else f"prefill compute ops outside {_pct(TWIN_TOLERANCE)} of the twin: " + ", ".join(cite)
         )
         out.append(log.sentence(f"{bold(p['a'])} against its emulated twin {bold(p['b'])}: {verdict}.", topic="twin"))
     return out
@@ -228,13 +224,18 @@ def model_sentences(t: dict, configs, log) -> list:
         transfer = log.cite("collectives", c, K_SPLIT, "transfer_per_call_us", "num")
         text = (
             f"{bold(cfg)} prefill all_reduce of {size} B per call: model {model}, wall per call {wall} "
-            f"({_within(wall_within)} 15 %), CUPTI transfer per call {transfer} us ({_within(within)} 15 %)"
+            f"({_within(wall_within)} {_pct(MODEL_TOLERANCE)}), CUPTI transfer per call {transfer} us "
+            f"({_within(within)} {_pct(MODEL_TOLERANCE)})"
         )
         if not wall_within:
             wait = log.cite("collectives", c, K_SPLIT, "wait_per_call_us", "num")
             text += f"; the wall adds the wait for the last rank ({wait} us per call on rank 0) and the launch"
         out.append(log.sentence(text + ".", topic="model"))
     return out
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.0f} %"
 
 
 def _within(ok: bool) -> str:
@@ -283,8 +284,11 @@ def host_flags(t: dict, pairs_decl) -> list[str]:
         ha, hb = hosts.get(p["a"], set()), hosts.get(p["b"], set())
         bound = med[(med["config"].isin([p["a"], p["b"]])) & (med["phase"] == "decode")]
         if ha and hb and ha != hb and (bound["host_idle_share"] > HOST_BOUND).any():
+            from .methods import host_summary
+
+            prov = t.get("provenance") or []
             flags.append(
-                f"{p['a']} vs {p['b']}: measured on {', '.join(sorted(ha))} vs {', '.join(sorted(hb))}; "
+                f"{p['a']} vs {p['b']}: measured on {host_summary(prov, [p['a']])} vs {host_summary(prov, [p['b']])}; "
                 "decode is host-bound, so this pair compares host CPUs as much as GPUs"
             )
     return flags

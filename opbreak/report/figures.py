@@ -60,18 +60,20 @@ def make_figures(t: dict, configs, pairs_decl, fig_dir, unstable_cv=0.1, rel_dir
             label = p.get("label") or f"{p['a']} vs {p['b']}"
             draw(("pair_bars", i), plots.pair_bars, ops, p["a"], p["b"], label)
             draw(("pair_speedup", i), plots.pair_speedup, t["pairs"], label, p["a"], p["b"])
-    draw("decode_steps", plots.decode_steps, t["steps"], t["decode_steps"], present)
-    draw("phase_totals", plots.phase_totals, t["phase_summary"], t["phase_totals"], present)
-    draw(
-        "stability_cv",
-        lambda o, u, path: plots.stability_cv(o, u, path, present),
-        ops[ops["config"].isin(present)],
-        unstable_cv,
-    )
-    draw("repeat_spread", plots.repeat_spread, t["phase_totals"], t["phase_summary"], present)
-    draw("roofline", plots.roofline, t["theory_ops"], t["ceilings"], present)
-    draw("efficiency", plots.efficiency, t["theory_ops"][t["theory_ops"]["config"].isin(present)], present)
-    draw("allreduce", plots.allreduce, t["allreduce"], present)
+    if present:  # a study with no measurement draws no measured figure (no placeholders)
+        draw("decode_steps", plots.decode_steps, t["steps"], t["decode_steps"], present)
+        draw("phase_totals", plots.phase_totals, t["phase_summary"], t["phase_totals"], present)
+        draw(
+            "stability_cv",
+            lambda o, u, path: plots.stability_cv(o, u, path, present),
+            ops[ops["config"].isin(present)],
+            unstable_cv,
+        )
+        draw("repeat_spread", plots.repeat_spread, t["phase_totals"], t["phase_summary"], present)
+        draw("roofline", plots.roofline, t["theory_ops"], t["ceilings"], present)
+        draw("efficiency", plots.efficiency, t["theory_ops"][t["theory_ops"]["config"].isin(present)], present)
+        if t["allreduce"]["config"].isin(present).any():
+            draw("allreduce", plots.allreduce, t["allreduce"], present)
 
     def draw_named(key, fn, *args, name):
         plan[key] = f"{name}.png"

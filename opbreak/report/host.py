@@ -85,8 +85,9 @@ def config_sentences(mid: pd.DataFrame, log) -> list:
     return out
 
 
-def pair_sentences(hp: pd.DataFrame, log) -> list:
-    """Per pair: the speedup per decode step with the host and without it (graph replay)."""
+def pair_sentences(hp: pd.DataFrame, log, parts: bool = True) -> list:
+    """Per pair: the speedup per decode step with the host and without it (graph replay); with ``parts``,
+    the two probed steps part by part."""
     out = []
     for _, r in hp.iterrows():
         if not (finite(r["speedup_with_host"]) and finite(r["speedup_without_host"])):
@@ -100,8 +101,8 @@ def pair_sentences(hp: pd.DataFrame, log) -> list:
                 f"{md_escape(r['label'])}: per decode step {c('speedup_with_host', 'x')} with the host "
                 f"({c('plain_a_ms')} against {c('plain_b_ms')}), {c('speedup_without_host', 'x')} without it "
                 f"(graph replay {c('replay_a_ms')} against {c('replay_b_ms')}); the host holds "
-                f"{c('host_a_ms')} of {bold(r['a'])}'s step and {c('host_b_ms')} of {bold(r['b'])}'s. "
-                f"Probed steps {c('step_a_ms')} against {c('step_b_ms')}: {_diffs(r, c)}.",
+                f"{c('host_a_ms')} of {bold(r['a'])}'s step and {c('host_b_ms')} of {bold(r['b'])}'s."
+                + (f" Probed steps {c('step_a_ms')} against {c('step_b_ms')}: {_diffs(r, c)}." if parts else ""),
                 topic="host",
             )
         )
@@ -239,10 +240,13 @@ def host_context(t: dict, configs, trace, figures: dict) -> dict:
     )
 
 
-def answer_line(t: dict, trace) -> list:
-    """The answers section's line: the first pair whose sides were both probed (with and without the host)."""
+ANSWER_PAIRS = 2
+
+
+def answer_sentences(t: dict, trace) -> list:
+    """The answers section's lines: the first pairs whose sides were both probed, with and without the host."""
     hp = t.get("host_pairs")
-    return pair_sentences(hp.head(1), trace) if hp is not None and not hp.empty else []
+    return pair_sentences(hp.head(ANSWER_PAIRS), trace, parts=False) if hp is not None and not hp.empty else []
 
 
 def host_figures(t: dict, configs, draw) -> None:

@@ -14,20 +14,27 @@ import re
 import pandas as pd
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~^$&])")
+# Spaces a quote must keep (non-breaking, narrow no-break, ideographic): not "printable" to Python,
+# but text, not control characters; dropping them changes a quoted sentence.
+KEEP_SPACES = "\u00a0\u202f\u2007\u3000"
+
+
+def _keep(ch: str) -> bool:
+    return ch.isprintable() or ch in KEEP_SPACES
 
 
 def md_escape(v) -> str:
     """Escape arbitrary text for Markdown prose and table cells (one line, no HTML, no links)."""
     s = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
     s = re.sub(r"[\r\n\t]+", " ", s)
-    s = "".join(ch for ch in s if ch.isprintable())
+    s = "".join(ch for ch in s if _keep(ch))
     return _MD_SPECIAL.sub(r"\\\1", s)
 
 
 def md_code(v) -> str:
     """A code span that cannot be broken out of (fence longer than any backtick run; pipes escaped)."""
     s = re.sub(r"[\r\n\t]+", " ", "" if v is None else str(v))
-    s = "".join(ch for ch in s if ch.isprintable())
+    s = "".join(ch for ch in s if _keep(ch))
     run = max((len(m) for m in re.findall(r"`+", s)), default=0)
     fence = "`" * (run + 1)
     pad = " " if s.startswith("`") or s.endswith("`") or not s.strip() else ""

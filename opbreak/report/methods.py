@@ -47,6 +47,8 @@ def _items(t: dict, cfg, recs) -> list[tuple]:
             f"warm-up passes {md_escape(spec.get('warmup', '–'))}",
         ),
         ("host", md_escape(_uniq(recs, lambda r: r.get("host")))),
+        ("host CPU", md_escape(_uniq(recs, host_cpu))),
+        ("host load", md_escape(_uniq(recs, host_load))),
         (
             "devices",
             md_escape(_uniq(recs, lambda r: _devices(r.get("devices"))))
@@ -102,3 +104,72 @@ def _devices(devs) -> str:
     for d in dict.fromkeys(devs):
         out.append(f"{devs.count(d)} × {d}")
     return ", ".join(out)
+
+
+def host_cpu(r) -> str:
+    """'Intel Xeon ... (32 cores)' from a provenance record (the CPU model and its core count)."""
+    h = r.get("host_after") or r.get("host_before") or {}
+    model = h.get("cpu_model") or r.get("platform") or "unknown CPU"
+    n = h.get("cpus_usable") or h.get("cpu_count") or r.get("cpu_count")
+    return f"{model} ({n} cores)" if n else str(model)
+
+
+def host_load(r) -> str:
+    """1-minute load average before and after the run, as recorded ('1.2 -> 1.7')."""
+    la = [(r.get(k) or {}).get("loadavg") for k in ("host_before", "host_after")]
+    vals = [f"{float(x[0]):.1f}" if isinstance(x, list) and x else "–" for x in la]
+    return " -> ".join(vals)
+
+
+def host_summary(prov, cfgs) -> str:
+    """Host CPU model and load of the runs of ``cfgs`` (next to a host-bound or cross-host comparison)."""
+    recs = [p for p in prov if p.get("config") in set(cfgs)]
+    if not recs:
+        return ""
+    loads = [
+        float(la[0])
+        for r in recs
+        for k in ("host_before", "host_after")
+        if isinstance(la := (r.get(k) or {}).get("loadavg"), list) and la
+    ]
+    load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
+    host = _uniq(recs, lambda r: r.get("host"))
+    return f"{host}, {_uniq(recs, host_cpu)}, 1-min load {load} over the repeats"
+
+
+def methods_compact(t: dict, configs) -> dict:
+    """Methods in one table (one row per config) plus the blocks configs share, printed once each."""
+    prov = t["provenance"]
+    full = methods(t, configs)
+    cols = (
+        "timing method",
+        "repeats",
+        "host",
+        "host CPU",
+        "host load",
+        "devices",
+        "measured vs modeled",
+        "truncated-layer scaling",
+        "emulated TP",
+        "run window",
+    )
+    rows, shared = [], {}
+    for m in full:
+        if not m["present"]:
+            rows.append(
+                {"config": m["config"], **{c: "no provenance records" if c == "timing method" else "" for c in cols}}
+            )
+            continue
+        items = dict(m["items"])
+        rows.append({"config": m["config"], **{c: items.get(c, "") for c in cols}})
+        for label, text in (("versions", items.get("versions", "")), ("environment", items.get("environment", ""))):
+            shared.setdefault((label, text), []).append(m["config"])
+        for label, text in (
+            ("Topology (`nvidia-smi topo -m`)", m.get("topology")),
+            ("Driver and clocks", m.get("clocks")),
+        ):
+            if text:
+                shared.setdefault((label, text), []).append(m["config"])
+    blocks = [{"label": k[0], "text": k[1], "configs": ", ".join(v)} for k, v in shared.items()]
+    del prov
+    return {"rows": rows, "blocks": blocks}

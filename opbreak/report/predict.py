@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..ops import PHASES
+from .evidence import Sentence
 from .markdown import bold, f_ms, f_num, f_pct, f_x, finite, md_code, md_escape, md_table
 
 K_PHASE = ("config", "phase")
@@ -25,6 +26,15 @@ def _verdict(v) -> str:
 
 def predicted_configs(t: dict) -> set:
     return set(t["predicted_phases"]["config"]) if "predicted_phases" in t else set()
+
+
+def drawable_configs(t: dict, configs) -> list:
+    """Configs with at least one finite predicted time (a config not predicted draws no figure)."""
+    pr = t.get("predicted")
+    if pr is None or pr.empty:
+        return []
+    ok = set(pr.loc[pr["predicted_ms"].map(finite) & (pr["predicted_ms"].astype(float) > 0), "config"])
+    return [c for c in configs if c in ok]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -146,13 +156,19 @@ def quotes_table(t: dict) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- sentences
 
 
-def phase_sentences(t: dict, configs, trace) -> list:
-    """Per config and phase: the prediction, and against the measurement where there is one."""
+def phase_sentences(t: dict, configs, trace, measured_only_in_table=True) -> list:
+    """Per config and phase: the prediction of a config not measured (a measured config's prediction and
+    measurement stand side by side in the totals table), or why a config is not predicted."""
 
     out = []
     ph = t["predicted_phases"]
     for cfg in configs:
         d = ph[ph["config"] == cfg]
+        if not (d["predicted_ms"].map(finite) & (d["predicted_ms"].astype(float) > 0)).any():
+            why = "; ".join(sorted({md_escape(c) for c in d["calibration"] if c.startswith("not predicted")}))
+            out.append(Sentence(f"{bold(cfg)}: {why or 'not predicted'}.", [], "predicted"))
+            continue
+        d = d[d["predicted_ms"].map(finite) & (d["predicted_ms"].astype(float) > 0)]
         if not d["measured_ms"].map(finite).any():  # prediction only: one short sentence
             parts = [
                 f"{r['phase']} {trace.cite('predicted_phases', r, K_PHASE, 'predicted_ms', 'ms')}"
@@ -161,6 +177,8 @@ def phase_sentences(t: dict, configs, trace) -> list:
             out.append(
                 trace.sentence(f"{bold(cfg)} (not measured): predicted " + ", ".join(parts) + ".", topic="predicted")
             )
+            continue
+        if measured_only_in_table:  # measured configs: the totals table holds both columns
             continue
         for _, r in d.iterrows():
             pred = trace.cite("predicted_phases", r, K_PHASE, "predicted_ms", "ms")
@@ -264,7 +282,7 @@ def predict_figures(t: dict, configs, draw, slug) -> None:
     """Predicted pies per config and the measured-vs-predicted totals; ``draw(key, fn, *args, name=)`` saves."""
     from .. import plots_predict
 
-    have = [c for c in configs if c in predicted_configs(t)]
+    have = drawable_configs(t, configs)
     for c in have:
         draw(("predicted_pie", c), plots_predict.predicted_pie, t["predicted"], c, name=f"predicted_pie_{slug(c)}")
     if have:

@@ -32,7 +32,7 @@ def environment(template_dir):
     return env
 
 
-def render(paths: dict, out_md, fig_dir, configs, pairs_decl, study, template, params=None) -> dict:
+def render(paths: dict, out_md, fig_dir, configs, pairs_decl, study, template, params=None, declared=None) -> dict:
     """Read tables, draw figures, render the template to ``out_md``; returns stage timings (s)."""
     from ..io import atomic_write_text
 
@@ -47,15 +47,28 @@ def render(paths: dict, out_md, fig_dir, configs, pairs_decl, study, template, p
     figs = make_figures(t, configs, pairs_decl, fig_dir, float(params.get("unstable_cv", 0.1)), rel)
     timings["figures"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    ctx = build_context(t, configs, pairs_decl, study, figs, params)
+    ctx = build_context(t, configs, pairs_decl, study, figs, params, declared)
     template = Path(template)
     text = environment(template.parent).get_template(template.name).render(**ctx)
     text = re.sub(r"\n{3,}", "\n\n", text)
     atomic_write_text(out_md, text)
+    copy_tables(paths, out_md.parent / "tables")
     timings["context+template"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     timings["n_figures"] = len(figs)
     return timings
+
+
+def copy_tables(paths: dict, dst: Path) -> None:
+    """Every table the report read, beside it in ``tables/`` (the report links them; bytes unchanged)."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in paths.values():
+        if p and Path(p).is_file():
+            target = dst / Path(p).name
+            if not (target.exists() and target.read_bytes() == Path(p).read_bytes()):
+                shutil.copyfile(p, target)
 
 
 def _relpath(target: Path, start: Path) -> str:
