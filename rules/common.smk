@@ -72,7 +72,7 @@ STORED = store.stored_repeats(
 wildcard_constraints:
     config="[A-Za-z0-9][A-Za-z0-9._-]*",
     repeat=r"\d+",
-    link=r"(?!.*\.nccl-tests)[A-Za-z0-9][A-Za-z0-9._-]*",  # <link>.nccl-tests.csv is not a sweep
+    link=r"[A-Za-z0-9](?:(?!\.nccl-tests)[A-Za-z0-9._-])*",  # never <link>.nccl-tests: nccl-tests tables
 
 
 def repeats_of(name):
