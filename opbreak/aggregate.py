@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .config import field_defaults
 from .ops import LAYER_OPS, OPS
 from .stats import summarize_groups
+from .store import spec_diffs
 
 
 class ProvenanceError(ValueError):
@@ -22,9 +22,7 @@ class ProvenanceError(ValueError):
 def check_provenance(prov: dict, spec: dict, path: str):
     """Reject a result whose recorded spec is not the config it is filed under."""
     recorded = prov.get("spec", {})
-    # a field added after the recording counts as recorded at its default
-    defaults = field_defaults()
-    diffs = [k for k in sorted(set(spec) | set(recorded)) if recorded.get(k, defaults.get(k)) != spec.get(k)]
+    diffs = spec_diffs(recorded, spec)  # the store's own notion of "the same measurement"
     if prov.get("config") != spec["name"] or diffs:
         shown = ", ".join(f"{k}: recorded {recorded.get(k)!r} vs config {spec.get(k)!r}" for k in diffs[:5])
         raise ProvenanceError(

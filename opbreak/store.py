@@ -38,18 +38,30 @@ from pathlib import Path
 
 DEFAULT_ROOT = "measurements"
 DATA_FILES = ("ops.csv", "steps.csv", "collectives.csv", "provenance.json")
-# Not part of what was measured: scheduling and how many repeats.
-_NOT_MEASURED = ("slurm", "repeats")
+# Not part of what was measured: scheduling, how many repeats, and the study's name (a label: the same
+# config measured under two study files, e.g. on two hosts, is the same measurement and merges).
+_NOT_MEASURED = ("slurm", "repeats", "study")
 
 
-def spec_hash(spec: dict) -> str:
-    """12 hex digits naming what a spec measures; a field the recording lacks counts at its default."""
+def canonical(spec: dict) -> dict:
+    """What a spec measures: its fields (a field the recording lacks at its default), labels left out."""
     from .config import field_defaults
 
     canon = {k: v for k, v in field_defaults().items() if k not in _NOT_MEASURED}
     canon.update({k: v for k, v in spec.items() if k not in _NOT_MEASURED})
-    text = json.dumps(canon, sort_keys=True, default=str, separators=(",", ":"))
+    return canon
+
+
+def spec_hash(spec: dict) -> str:
+    """12 hex digits naming what a spec measures (:func:`canonical`)."""
+    text = json.dumps(canonical(spec), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def spec_diffs(recorded: dict, spec: dict) -> list[str]:
+    """The measured fields where a recorded spec and a config's spec differ (empty: same measurement)."""
+    a, b = canonical(recorded), canonical(spec)
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def _stamp(prov: dict) -> str:
