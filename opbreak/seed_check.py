@@ -37,6 +37,7 @@ CLAIM_COLUMNS = [
     "predicted_share",
     "predicted_agrees",
     "analogue_value",
+    "analogue_theory",
     "analogue_op",
     "analogue_agrees",
     "analogue_what",
@@ -154,19 +155,39 @@ def _dominant_rows(c, pred, root) -> list[dict]:
     return rows
 
 
+RESOURCES = {"compute": "peak_tflops", "memory": "mem_bw_GBps"}
+
+
+def analogue_theory(an: dict, root=".") -> float:
+    """The analogue's own datasheet ratio (``against: {a_gpu, b_gpu, resource}``, from config/hardware.yaml),
+    for an analogue on other GPUs than the seed's: a claim that a speedup follows a resource ratio is
+    checked on the analogue against the analogue's ratio. NaN without ``against``."""
+    ag = an.get("against")
+    if not ag:
+        return math.nan
+    from .hardware import load_catalog, lookup_gpu
+
+    cat = load_catalog(Path(root) / ag.get("catalog", "config/hardware.yaml"))
+    field = RESOURCES[ag["resource"]]
+    return float(lookup_gpu(cat, ag["a_gpu"])[field]) / float(lookup_gpu(cat, ag["b_gpu"])[field])
+
+
 def _speed_row(c, pred, tol, root) -> dict:
     ta = _sum_ms(pred, c["a"], c["phase"], c["ops"], "predicted_ms")
     tb = _sum_ms(pred, c["b"], c["phase"], c["ops"], "predicted_ms")
     p = value_of(c["kind"], tb / ta if ta > 0 else math.nan)
-    av, src = _analogue(c.get("analogue") or {}, c, root)
+    an = c.get("analogue") or {}
+    av, src = _analogue(an, c, root)
     seed = float(c["seed_value"])
+    theory = analogue_theory(an, root)
     return dict(
         _base(c),
         config=f"{c['a']} vs {c['b']}",
         predicted_value=p,
         predicted_agrees=agrees(c["kind"], p, seed, tol),
         analogue_value=av,
-        analogue_agrees=agrees(c["kind"], av, seed, tol),
+        analogue_theory=theory,
+        analogue_agrees=agrees(c["kind"], av, theory if math.isfinite(theory) else seed, tol),
         analogue_source=src,
         status="predicted" if math.isfinite(p) else "configs not in this study",
     )

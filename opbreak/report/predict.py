@@ -122,6 +122,7 @@ def claims_table(t: dict) -> pd.DataFrame:
                 "prediction": _verdict(r["predicted_agrees"]),
                 "nearest measured analogue": where,
                 "analogue value": md_code(r["analogue_op"]) if dom and r["analogue_op"] else f_num(r["analogue_value"]),
+                "analogue's own ratio": f_num(r["analogue_theory"]),
                 "analogue": _verdict(r["analogue_agrees"]),
                 "why it may differ": " ".join(
                     md_escape(why)
@@ -235,7 +236,14 @@ def claim_sentences(t: dict, trace) -> list:
             text += f"; predicted for the seed's configs {pred} ({_verdict(r['predicted_agrees'])})"
         if finite(r["analogue_value"]):
             an = trace.cite("seed_claims", r, K_CLAIM, "analogue_value", "num")
-            text += f"; the nearest measured analogue gives {an} ({_verdict(r['analogue_agrees'])})"
+            if finite(r["analogue_theory"]):  # other GPUs than the seed's: judged against their own ratio
+                own = trace.cite("seed_claims", r, K_CLAIM, "analogue_theory", "num")
+                text += (
+                    f"; the nearest measured analogue gives {an} against its own datasheet ratio {own} "
+                    f"({_verdict(r['analogue_agrees'])})"
+                )
+            else:
+                text += f"; the nearest measured analogue gives {an} ({_verdict(r['analogue_agrees'])})"
         out.append(trace.sentence(text + ".", topic="seed"))
     return out
 
