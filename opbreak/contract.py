@@ -138,6 +138,7 @@ TEXT_COLS = (
     "error",
     "path",
     "graph_error",
+    "closure_basis",
     "ceiling_source",
     "link_source",
     "basis",

@@ -14,7 +14,8 @@ Per config, rank and probed context length, medians over repeats:
   collective calls);
 - ``near_plain_ms``: the plain steps timed just before the probed one (same host, same moment), and
   ``closure`` = ``step_ms / near_plain_ms``: how well the probed, split step stands for the plain
-  step it explains; ``plain_ms``: the timed run's plain steps at that context (a line fitted over
+  step it explains (probes recorded before ``near_plain_ms`` existed: over ``plain_ms``, said in
+  ``closure_basis``); ``plain_ms``: the timed run's plain steps at that context (a line fitted over
   context length, :func:`opbreak.timing.plain_fit`), for comparison (the host's speed drifts within a
   run, so the two can differ);
 - ``replay_ms``: the layer stack replayed from a CUDA graph (no host), ``stack_ms`` = issue + drain
@@ -45,7 +46,7 @@ MEASURED = [
 ]
 DERIVED = ["launch_ms", "collective_call_us", "stack_ms", "host_over_replay_ms", "plain_ms", "closure"]
 KEY = ["config", "rank", "context_len"]
-COLUMNS = KEY + MEASURED + DERIVED + ["graph_error", "repeats"]
+COLUMNS = KEY + MEASURED + DERIVED + ["closure_basis", "graph_error", "repeats"]
 
 
 def probe_rows(provs: list[dict]) -> pd.DataFrame:
@@ -89,11 +90,14 @@ def decode_probe(provs: list[dict], steps: pd.DataFrame) -> pd.DataFrame:
         _plain_at(steps, c, rep, rk, ctx)
         for c, rep, rk, ctx in zip(df["config"], df["repeat"], df["rank"], df["context_len"])
     ]
-    df["closure"] = df["step_ms"] / df["near_plain_ms"]
+    near = df["near_plain_ms"].notna()
+    df["closure"] = (df["step_ms"] / df["near_plain_ms"]).where(near, df["step_ms"] / df["plain_ms"])
+    df["closure_basis"] = np.where(near, "plain steps just before", "timed run's plain steps")
     df["graph_error"] = df["graph_error"].fillna("").astype(str)
     g = df.groupby(KEY, sort=True)
     out = g[MEASURED + DERIVED].median()
     out["graph_error"] = g["graph_error"].agg(lambda s: "; ".join(sorted({x for x in s if x})))
+    out["closure_basis"] = g["closure_basis"].agg(lambda s: " / ".join(sorted(set(s))))
     out["repeats"] = g["repeat"].nunique()
     return out.reset_index()[COLUMNS]
 

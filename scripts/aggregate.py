@@ -36,4 +36,6 @@ for key in ("rank_ops", "collectives", "phase_split", "capture_cost"):
 probe = decode_probe(tables["provenance"], tables["steps_all"])
 write_csv_atomic(contract.conform("decode_probe", probe), snakemake.output.decode_probe)
 write_csv_atomic(contract.conform("host_ops", host_ops(tables["provenance"])), snakemake.output.host_ops)
-atomic_write_text(snakemake.output.provenance, json.dumps(tables["provenance"], indent=1, default=str))
+# every repeat's record, without the generated tokens (they stay in the measure outputs; nothing downstream reads them)
+records = [{k: v for k, v in p.items() if k != "tokens_rank0"} for p in tables["provenance"]]
+atomic_write_text(snakemake.output.provenance, json.dumps(records, indent=1, default=str))

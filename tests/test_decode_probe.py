@@ -61,7 +61,7 @@ def study():
 def test_probe_table_adds_up_and_is_never_negative(study):
     assert list(study.columns) == COLUMNS
     assert (study["repeats"] == 2).all()
-    num = study[[c for c in COLUMNS if c not in ("config", "graph_error")]]
+    num = study[[c for c in COLUMNS if c not in ("config", "graph_error", "closure_basis")]]
     assert (num.fillna(0) >= 0).all().all()
     parts = study["setup_ms"] + study["issue_ms"] + study["drain_ms"] + study["sampling_ms"]
     assert np.allclose(parts, study["step_ms"])
@@ -69,6 +69,7 @@ def test_probe_table_adds_up_and_is_never_negative(study):
     r = study[(study["config"] == "tp2") & (study["rank"] == 0) & (study["context_len"] == 120)].iloc[0]
     assert r["plain_ms"] == pytest.approx(33.0 + 0.01 * 19)
     assert r["closure"] == pytest.approx(r["step_ms"] / r["near_plain_ms"])
+    assert r["closure_basis"] == "plain steps just before"
     assert r["host_over_replay_ms"] == pytest.approx(32.0 - 7.0)
 
 

@@ -51,7 +51,7 @@ def probe_table(pr: pd.DataFrame) -> pd.DataFrame:
         row["plain step (timed run)"] = f_ms(r["plain_ms"])
         row["plain step (just before)"] = f_ms(r["near_plain_ms"])
         row["probed step"] = f_ms(r["step_ms"])
-        row["closure"] = f_num(r["closure"])
+        row["closure"] = f_num(r["closure"]) + ("" if finite(r["near_plain_ms"]) else " (vs timed run)")
         for col, label in PARTS.items():
             row[label] = f_ms(r[col])
         row["stack eager"] = f_ms(r["stack_ms"])
@@ -71,10 +71,18 @@ def config_sentences(mid: pd.DataFrame, log) -> list:
         def c(col, fmt="ms", r=r):
             return log.cite("decode_probe", r, PROBE_KEY, col, fmt)
 
+        if finite(r["near_plain_ms"]):
+            plain = (
+                f"a plain decode step takes {c('plain_ms')} in the timed run and {c('near_plain_ms')} right before "
+                f"the probed step, which takes {c('step_ms')} (closure {c('closure', 'num')})"
+            )
+        else:  # a probe recorded before the plain steps next to it were timed
+            plain = (
+                f"a plain decode step takes {c('plain_ms')} in the timed run, the probed step {c('step_ms')} "
+                f"(closure {c('closure', 'num')} against the timed run)"
+            )
         text = (
-            f"{bold(r['config'])} rank {c('rank', 'int')} at context {c('context_len', 'int')}: "
-            f"a plain decode step takes {c('plain_ms')} in the timed run and {c('near_plain_ms')} right before "
-            f"the probed step, which takes {c('step_ms')} (closure {c('closure', 'num')}) = "
+            f"{bold(r['config'])} rank {c('rank', 'int')} at context {c('context_len', 'int')}: {plain} = "
             f"setup {c('setup_ms')} + launching the stack {c('launch_ms')} "
             f"+ collective calls {c('collective_call_ms')} ({c('collective_calls', 'int')} calls) "
             f"+ drain {c('drain_ms')} + sampling {c('sampling_ms')}"
