@@ -2,7 +2,10 @@
 # Stages run on a GPU host from the repo root:  bash bench/gpu_device.sh STAGE...
 # Wheels in .whl/ (lightllm, rpyc, plumbum, pyzmq, snakemake and its dependencies; README "On GPUs")
 # are installed into /tmp/site first. GPU studies run through snakemake, as a user runs them.
-# Stages: info test smoke1 (one GPU) smoke2 (two GPUs) studyA studyB. Results land in $OUT as tarballs.
+# Stages: info test smoke1 (one GPU) smoke2 (two GPUs; H100 configs) studyA studyB (the two-H100 study), and
+# for H200 hosts: smoke_h200 (decode probe, host setups), two_gpu_h200 (config/studies/two-gpu-h200.yaml with
+# nccl-tests from .gpu/nccl-tests), single_gpu_h200 (the single-GPU study's H200 configs), sweep_methods.
+# Results land in $OUT as tarballs. docs/gpu-notes.md and the examples' READMEs say which stages ran when.
 set -o pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/opbreak-out}; mkdir -p "$OUT"
@@ -31,6 +34,17 @@ for stage in "$@"; do
               python3 -c "import pandas as pd; d=pd.read_csv('$c/ops.csv'); print(d[d.phase=='decode'][['op','time_ms','kernel_ms']].round(1).to_string(index=False))"; done;;
     studyA) CFG=$STUDY smk $(targets $A) 2>&1 | tail -8
             tar czf "$OUT/studyA.tgz" results/measure results/specs logs .snakemake/metadata;;
+    smoke_h200) CFG=bench/gpu_smoke_h200.yaml smk results/aggregate/decode_probe.csv 2>&1 | tail -8
+            tar czf "$OUT/smoke_h200.tgz" results logs;;
+    two_gpu_h200) NT='nccl_tests={"src": ".gpu/nccl-tests", "gencode": "-gencode=arch=compute_90,code=sm_90"}'
+            CFG=config/studies/two-gpu-h200.yaml timeout ${STUDY_TIMEOUT:-540} python3 -m snakemake report/all.md \
+              --profile profiles/local --cores 1 --resources gpu=2 --configfile config/studies/two-gpu-h200.yaml \
+              --config "$NT" 2>&1 | tail -12
+            tar czf "$OUT/two_gpu_h200.tgz" results logs report measurements;;
+    single_gpu_h200) T=$(for c in h200-7b-tp1 h200-70b-etp4 h200-70b-etp8; do for r in 0 1 2; do echo results/measure/$c/rep$r/ops.csv; done; done)
+            CFG=config/studies/single-gpu.yaml smk $T 2>&1 | tail -8
+            tar czf "$OUT/single_gpu_h200.tgz" results/measure results/specs logs measurements;;
+    sweep_methods) python3 bench/sweep_methods.py --gpus 2 --sizes 4096 262144 1048576 16777216 268435456 | tee "$OUT/methods-nvlink.txt";;
     studyB) CFG=$STUDY timeout ${STUDY_TIMEOUT:-540} python3 -m snakemake report/all.md --profile profiles/local \
               --cores 1 --resources gpu=$(nvidia-smi -L | wc -l) --configfile $STUDY 2>&1 | tail -12
             tar czf "$OUT/studyB.tgz" results logs report .snakemake/metadata;;
