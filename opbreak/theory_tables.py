@@ -291,6 +291,22 @@ def _col_ms(r, col):
     return float(v) * 1e3 if v is not None and not pd.isna(v) else math.nan
 
 
+def _size_row(base: dict, kind: str, r, n, bw, alpha, **extra) -> dict:
+    """One measured size (a sweep's or nccl-tests' row ``r``, ``time_s``) next to the alpha-beta model."""
+    terms = allreduce_terms(r["size_bytes"], n, bw, alpha).iloc[0]
+    return dict(
+        base,
+        kind=kind,
+        phase="",
+        size_bytes=r["size_bytes"],
+        measured_ms=r["time_s"] * 1e3,
+        model_ms=terms["total_s"] * 1e3,
+        t_latency_ms=terms["latency_s"] * 1e3,
+        t_bandwidth_ms=terms["bandwidth_s"] * 1e3,
+        **extra,
+    )
+
+
 def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame | None = None):
     """Sweep points vs the fitted model (with nccl-tests at the same sizes where it ran), nccl-tests'
     own points vs a model fitted to them, per-phase collectives vs the model, 4-vs-8 explainer."""
@@ -310,17 +326,14 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame |
     if sweep is not None:
         ref = at_sizes(nccl, sweep["size_bytes"]) * 1e3
         for (_, r), ref_ms in zip(sweep.iterrows(), ref):
-            terms = allreduce_terms(r["size_bytes"], n, bw, alpha).iloc[0]
             rows.append(
-                dict(
+                _size_row(
                     base,
-                    kind="sweep",
-                    phase="",
-                    size_bytes=r["size_bytes"],
-                    measured_ms=r["time_s"] * 1e3,
-                    model_ms=terms["total_s"] * 1e3,
-                    t_latency_ms=terms["latency_s"] * 1e3,
-                    t_bandwidth_ms=terms["bandwidth_s"] * 1e3,
+                    "sweep",
+                    r,
+                    n,
+                    bw,
+                    alpha,
                     sweep_min_ms=_col_ms(r, "time_min_s"),
                     graph_ms=_col_ms(r, "graph_time_s"),
                     percall_ms=_col_ms(r, "percall_median_s"),
@@ -332,20 +345,7 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame |
         nbase = dict(base, alpha_us=na * 1e6, bw_GBps=nb / 1e9, source="fit to nccl-tests")
         nbase["fit_on"] = FIT_ON["fit to nccl-tests"]
         for _, r in nccl.iterrows():
-            terms = allreduce_terms(r["size_bytes"], n, nb, na).iloc[0]
-            rows.append(
-                dict(
-                    nbase,
-                    kind="nccl_tests",
-                    phase="",
-                    size_bytes=r["size_bytes"],
-                    measured_ms=r["time_s"] * 1e3,
-                    model_ms=terms["total_s"] * 1e3,
-                    t_latency_ms=terms["latency_s"] * 1e3,
-                    t_bandwidth_ms=terms["bandwidth_s"] * 1e3,
-                    nccl_tests_ms=r["time_s"] * 1e3,
-                )
-            )
+            rows.append(_size_row(nbase, "nccl_tests", r, n, nb, na, nccl_tests_ms=r["time_s"] * 1e3))
     for _, r in theory[(theory["config"] == spec["name"]) & (theory["op"] == "all_reduce")].iterrows():
         calls = r["calls_theory"]
         if not calls:
