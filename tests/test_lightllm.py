@@ -82,7 +82,9 @@ def test_bin_checkpoints_are_refused(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"x")
     with pytest.raises(SystemExit, match="only pickled checkpoints .*pytorch_model.bin"):
         lb.check_weights_dir(tmp_path)
-    (tmp_path / "model.safetensors").write_bytes(b"x")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "model.safetensors"))  # a real header: the check reads it
     assert lb.check_weights_dir(tmp_path) == ["model.safetensors"]
 
 
