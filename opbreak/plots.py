@@ -22,33 +22,11 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .ops import OPS, PHASES, order_ops  # noqa: E402
+from .ops import OP_COLORS, OPS, PHASES, order_ops  # noqa: E402
 from .stats import CI_PCT  # noqa: E402
 
 CI = f"{CI_PCT} CI"
 
-# Fixed palette: the dominant ops of the seed (ffn, all_reduce, attention,
-# qkv_proj) get the strongest, most distinct hues; framework time is grey.
-OP_COLORS = {
-    "embedding": "#8c564b",
-    "attn_norm": "#c5b0d5",
-    "qkv_proj": "#ff7f0e",
-    "kv_cache_write": "#ffbb78",
-    "attention": "#2ca02c",
-    "o_proj": "#9467bd",
-    "all_reduce": "#d62728",
-    "ffn_norm": "#98df8a",
-    "ffn": "#1f77b4",
-    "final_norm": "#aec7e8",
-    "lm_head": "#e377c2",
-    "logits_gather": "#ff9896",
-    "sampling": "#17becf",
-    "infer_setup": "#bcbd22",
-    "host_gap": "#7f7f7f",
-    "instrumentation": "#393b79",
-    "unattributed": "#c7c7c7",
-}
-assert tuple(OP_COLORS) == OPS, "OP_COLORS must cover opbreak.ops.OPS in order"
 OTHER_COLOR = "#f2f2f2"
 UNKNOWN_COLOR = "#000000"
 PHASE_MARKERS = {"prefill": "o", "decode": "^"}

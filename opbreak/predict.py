@@ -24,24 +24,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .ops import FRAMEWORK_OPS, PHASES, UNATTRIBUTED
+from .ops import HOST_OPS, OP_CLASSES, PHASES, op_class
 
-OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "elementwise", "embedding_lm_head", "collective")
-_CLASS_OF = {
-    "qkv_proj": "gemm",
-    "o_proj": "gemm",
-    "ffn": "gemm",
-    "attn_norm": "elementwise",
-    "ffn_norm": "elementwise",
-    "final_norm": "elementwise",
-    "kv_cache_write": "elementwise",
-    "sampling": "elementwise",
-    "embedding": "embedding_lm_head",
-    "lm_head": "embedding_lm_head",
-    "all_reduce": "collective",
-    "logits_gather": "collective",
-}
-HOST_OPS = tuple(FRAMEWORK_OPS) + (UNATTRIBUTED,)  # framework time: no roofline, never predicted
 PREDICTED_COLUMNS = [
     "config",
     "phase",
@@ -92,13 +76,6 @@ class EfficiencyError(ValueError):
     """An efficiency file or calibration source is missing a value or its source."""
 
 
-def op_class(op: str, phase: str) -> str | None:
-    """The efficiency class of a model op; None for framework time (not predicted)."""
-    if op == "attention":
-        return f"attention_{phase}"
-    return _CLASS_OF.get(op)
-
-
 def classes_of(phase: str) -> list[str]:
     """The classes that occur in a phase (attention has one class per phase)."""
     return [c for c in OP_CLASSES if not c.startswith("attention_") or c == f"attention_{phase}"]
@@ -142,7 +119,7 @@ def basis_ms(t: pd.DataFrame) -> pd.Series:
     if "t_link_catalog_ms" not in t:
         return tb
     cat = pd.to_numeric(t["t_link_catalog_ms"], errors="coerce")
-    is_coll = t["op"].map(lambda o: _CLASS_OF.get(o) == "collective").astype(bool)
+    is_coll = t["op"].map(lambda o: op_class(o, "prefill") == "collective").astype(bool)
     return tb.where(~is_coll | cat.isna(), cat)
 
 

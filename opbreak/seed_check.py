@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .predict import HOST_OPS
+from .ops import HOST_OPS
 
 CLAIM_COLUMNS = [
     "id",

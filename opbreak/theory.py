@@ -50,7 +50,6 @@ SAMPLING_FLOPS_PER_LOGIT = 5  # temperature, max, exp, sum, compare/top-k
 TOKEN_ID_BYTES = 8  # int64 token ids (torch default index dtype)
 
 COST_COLUMNS = ["op", "flops", "bytes", "comm_bytes", "calls"]
-SHARDED_OPS = ("qkv_proj", "kv_cache_write", "attention", "o_proj", "ffn", "lm_head")
 
 _MODEL_KEYS = (
     "hidden_size",

@@ -46,6 +46,8 @@ def test_op_classes_cover_every_model_op():
         assert all(P.op_class(o, phase) in P.classes_of(phase) for o in MODEL_OPS)
     assert P.op_class("attention", "decode") == "attention_decode"
     assert P.op_class("host_gap", "decode") is None
+    with pytest.raises(KeyError, match="not in opbreak.ops"):  # a new op needs its entry, not a silent None
+        P.op_class("rotary", "decode")
 
 
 def test_calibrate_is_time_weighted_and_skips_modeled():

@@ -5,9 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from opbreak.ops import MODEL_OPS
+from opbreak.ops import MODEL_OPS, SHARDED_OPS
 from opbreak.theory import (
-    SHARDED_OPS,
     decode_step_costs,
     op_costs,
     ratio_table,

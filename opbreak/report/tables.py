@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..contract import BOOL_COLS, TABLES, TEXT_COLS, THEORY_TABLES
-from ..ops import FRAMEWORK_OPS, PHASE_OF, UNATTRIBUTED
+from ..ops import HOST_OPS, PHASE_OF
 from ..stats import repeats_for_ci
 
 # File shown in evidence rows (relative to the repository root).
@@ -30,7 +30,7 @@ def _default(fn, name):
 
 # The statistics' own settings, so no level or target is typed into the report.
 TARGET_PCT = f"{100 * _default(repeats_for_ci, 'rel_halfwidth'):.0f}%"
-NOT_OPS = set(FRAMEWORK_OPS) | {UNATTRIBUTED}
+NOT_OPS = set(HOST_OPS)  # framework time (opbreak.ops)
 
 
 def _bool(s: pd.Series) -> pd.Series:
