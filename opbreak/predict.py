@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from .ops import HOST_OPS, OP_CLASSES, PHASES, op_class
+from .seed_check import evaluate, load_claims
 
 PREDICTED_COLUMNS = [
     "config",
@@ -341,7 +342,6 @@ def build_predictions(
     root=".",
 ) -> dict:
     """Every predict-mode table of the theory step (written by scripts/theory.py)."""
-    from .seed_check import evaluate, load_claims
 
     defaults, threshold = load_efficiencies(efficiencies)
     eff = merge_efficiencies(defaults, calibration_from(calibrate_spec, root))
