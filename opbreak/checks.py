@@ -90,7 +90,7 @@ def read_csv(path, required, numeric=(), signed=()) -> pd.DataFrame:
 
 
 def world_of(spec) -> int:
-    return 1 if spec.get("emulate_tp") else int(spec.get("tp", 1))
+    return 1 if spec["emulate_tp"] else int(spec["tp"])
 
 
 def check_ops(df, path, spec, repeat=None):
@@ -116,7 +116,7 @@ def check_ops(df, path, spec, repeat=None):
             f"(tp {spec.get('tp')}; {len(df)} rows: cut off?)",
         )
     core = set(CORE_OPS)
-    if spec.get("tp", 1) > 1 and not spec.get("emulate_tp"):
+    if spec["tp"] > 1 and not spec["emulate_tp"]:
         core.add("all_reduce")
     for rank in sorted(ranks):
         for phase in PHASES:

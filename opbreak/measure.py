@@ -33,7 +33,7 @@ def _rank_main(rank, world, spec, port, outdir):
     # Before torch (and CUDA) start: the seed's method needs synchronous launches.
     if spec.get("timing") == "blocking_host":
         os.environ["CUDA_LAUNCH_BLOCKING"] = "1"
-    transport.apply(spec.get("transport", "auto"), outdir if spec["device"] == "cuda" else None)
+    transport.apply(spec["transport"], outdir if spec["device"] == "cuda" else None)
     # LightLLM's MemoryManager asserts this (it names its shared-memory counter after it).
     os.environ.setdefault("_NCCL_PORT_", str(port))
     import torch
@@ -304,8 +304,8 @@ def main(argv=None):
         frames = tables(spec, args.repeat, results)
         prov = provenance.collect(spec, args.repeat, started, prov_pre)
         prov["transport"] = dict(
-            config=spec.get("transport", "auto"),
-            label=transport.label(spec.get("transport", "auto")),
+            config=spec["transport"],
+            label=transport.label(spec["transport"]),
             nccl_used=nccl_used,
         )
         if spec["device"] == "cpu":

@@ -96,9 +96,9 @@ def link_for(spec, catalog, sweep: pd.DataFrame | None, provenance=()):
         return dict(alpha_s=alpha, bw_bytes_per_s=bw, source="fit")
     if spec["gpu"] == "cpu":
         return None
-    if spec.get("transport", "auto") != "auto":
+    if spec["transport"] != "auto":
         return None  # the catalog has no number for the host-memory path: only a measured sweep models it
-    topology = spec.get("topology", "auto")
+    topology = spec["topology"]
     if topology == "auto" and not spec["emulate_tp"]:
         seen = {
             topology_from_nvidia_smi(p.get("topology") or "", _physical_ids(p, spec))
@@ -320,7 +320,7 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame |
         bw_GBps=bw / 1e9,
         source=link["source"],
         fit_on=FIT_ON[link["source"]],
-        transport=spec.get("transport", "auto"),
+        transport=spec["transport"],
     )
     rows = []
     if sweep is not None:

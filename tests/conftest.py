@@ -21,6 +21,15 @@ MINI_MODEL = dict(
     rms_eps=1e-5,
     rope_theta=10000.0,
 )
+
+
+def run_spec(**fields) -> dict:
+    """A measure job's spec for a unit test: the schema's defaults (as config.resolve fills them) + fields."""
+    from opbreak.config import field_defaults
+
+    return {**field_defaults(), **fields}
+
+
 WORKFLOW_PARTS = ("Snakefile", "rules", "config", "scripts", "report/templates", "opbreak", "envs", "profiles")
 
 

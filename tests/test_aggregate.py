@@ -5,15 +5,14 @@ import json
 import pandas as pd
 import pytest
 
+from conftest import run_spec
 from opbreak.aggregate import ProvenanceError, aggregate, check_provenance, scale_layers
 from opbreak.checks import CORE_OPS
 from opbreak.ops import LAYER_OPS
 
 
 def spec(**over):
-    s = dict(name="c", device="cpu", num_gpus=0, tp=2, num_layers=2, model_layers=8, batch=1)
-    s.update(over)
-    return s
+    return run_spec(**{**dict(name="c", device="cpu", num_gpus=0, tp=2, num_layers=2, model_layers=8, batch=1), **over})
 
 
 def test_provenance_disagreeing_with_config_is_rejected():

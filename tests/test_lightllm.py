@@ -11,7 +11,7 @@ import socket
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, run_spec
 from opbreak.backends import lightllm_backend as lb
 from opbreak.backends import torch_llama
 from opbreak.config import load_model
@@ -26,7 +26,7 @@ needs_gpu = pytest.mark.skipif(not (HAS_CUDA and HAS_LIGHTLLM), reason="needs CU
 
 
 def spec_for(**kw):
-    s = dict(
+    s = run_spec(
         name="t",
         study="s",
         backend="lightllm",

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import MINI_MODEL
+from conftest import MINI_MODEL, run_spec
 from opbreak.backends import torch_llama
 from opbreak.timing import Recorder
 
@@ -15,7 +15,7 @@ MODEL = MINI_MODEL
 
 
 def spec(tp, emulate=False):
-    return dict(
+    return run_spec(
         model=MODEL,
         tp=tp,
         emulate_tp=emulate,

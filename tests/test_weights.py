@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import MINI_MODEL
+from conftest import MINI_MODEL, run_spec
 from opbreak.backends import torch_llama
 from opbreak.config import check
 from opbreak.timing import Recorder
@@ -67,7 +67,7 @@ def test_config_check_refuses_bad_weights_before_any_job(tmp_path, tiny_config):
 
 def test_loaded_weights_give_the_same_tokens_as_the_seeded_ones(tmp_path):
     d = hf_dir(tmp_path)
-    spec = dict(
+    spec = run_spec(
         model=MODEL,
         tp=1,
         emulate_tp=False,

@@ -125,7 +125,7 @@ def kernel_steps_for(spec, rec) -> int:
     """Decode steps to capture with CUPTI: only on CUDA, and not when the whole run is profiled."""
     if spec["device"] != "cuda" or rec.method == "torch_profiler" or not rec.enabled:
         return 0
-    return int(spec.get("kernel_steps", 0) or 0)
+    return int(spec["kernel_steps"])
 
 
 def finish_result(res: RankResult, rec, kcap, spec) -> RankResult:

@@ -217,7 +217,7 @@ def run_static_batch(net, spec, rec, tokens, kcap=None):
                 out.append(state["next"].cpu())
         sync()
         first_logits = logits.float().cpu()
-        plan = step_plan(O, spec.get("decode_sample") or 0, kernel_steps_for(spec, rec) if kcap else 0)
+        plan = step_plan(O, spec["decode_sample"], kernel_steps_for(spec, rec) if kcap else 0)
         plain = Recorder(rec.method, enabled=False) if rec.enabled else rec
         drive_decode(plan if rec.enabled else ["plain"] * O, step, rec, plain, kcap)
         if kcap is not None and rec.enabled:
@@ -231,7 +231,7 @@ def run_static_batch(net, spec, rec, tokens, kcap=None):
 def run_rank(spec, rank, world, rec):
     net = build(spec, rank, world, rec)
     tokens = input_tokens(spec, net.device)
-    if spec.get("warmup", 1):
+    if spec["warmup"]:
         # A short unrecorded pass: allocator, kernels and thread pools warm.
         from ..timing import Recorder
 

@@ -142,7 +142,7 @@ def run_rank(spec, rank, world, rec) -> RankResult:
             kinst = Instrumentation(model, kcap, world, emulate) if kcap is not None else None
             tokens = input_tokens(spec)
             warm_steps = 0
-            if spec.get("warmup", 1):
+            if spec["warmup"]:
                 # unrecorded pass: Triton compiles and autotunes (decode kernels specialise on
                 # integer divisibility by 16, so cover 17+ context lengths), allocator warms
 
@@ -167,7 +167,7 @@ def run_rank(spec, rank, world, rec) -> RankResult:
             t_run = time.perf_counter()
             with rec.session():
                 res = run_static(
-                    model, spec, rec, tokens, inst, decode_sample=spec.get("decode_sample") or 0, kcap=kcap, kinst=kinst
+                    model, spec, rec, tokens, inst, decode_sample=spec["decode_sample"], kcap=kcap, kinst=kinst
                 )
             torch.cuda.synchronize()
             run_s = time.perf_counter() - t_run
