@@ -156,11 +156,17 @@ NCCL_TESTS_BINARY = (
 )
 # Without the field, nccl-tests tables already in results/sweep/ (run on the GPU host, copied with its
 # sweeps to render elsewhere) are still read, never produced.
-NCCL_TESTS_CSVS = [
-    f
-    for f in expand("results/sweep/{link}.nccl-tests.csv", link=LINKS)
-    if NCCL_TESTS or os.path.exists(f)
-]
+NCCL_TESTS_OF = {
+    link: f"results/sweep/{link}.nccl-tests.csv"
+    for link in LINKS
+    if NCCL_TESTS or os.path.exists(f"results/sweep/{link}.nccl-tests.csv")
+}
+# Each real-TP config's link (its sweep and nccl-tests files): the theory step is told, not left to guess.
+LINK_OF = {
+    name: link_key(spec)
+    for name, spec in SPECS.items()
+    if link_key(spec) in LINKS and not spec["emulate_tp"]
+}
 
 
 def link_spec(field):

@@ -12,8 +12,8 @@ rule theory:
         decode_probe="results/aggregate/decode_probe.csv",
         specs=expand("results/specs/{config}.json", config=CONFIGS),
         catalog=config["hardware_catalog"],
-        sweeps=expand("results/sweep/{link}.csv", link=LINKS),
-        nccl_tests=NCCL_TESTS_CSVS,
+        sweeps=[f"results/sweep/{link}.csv" for link in LINKS],
+        nccl_tests=list(NCCL_TESTS_OF.values()),
         efficiencies=config["efficiencies"],
         seed_claims=config["seed_claims"],
         calibration=calibration_input,
@@ -35,6 +35,9 @@ rule theory:
     conda:
         "../envs/analysis.yaml"
     params:
+        links=list(LINKS),  # the order of input.sweeps
+        nccl_links=list(NCCL_TESTS_OF),  # the order of input.nccl_tests
+        link_of=LINK_OF,
         pairs=PAIRS,
         ratio_flag=config["ratio_flag"],
         calibrate_from=config.get("calibrate_from"),

@@ -2,7 +2,6 @@
 
 import json
 import sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -12,22 +11,18 @@ from opbreak.host_views import pair_speedups
 from opbreak.io import write_csv_atomic
 from opbreak.predict import build_predictions
 from opbreak.theory_tables import build
-from opbreak.transport import link_key
 
 sys.stderr = open(snakemake.log[0], "w")
 specs = {}
 for path in snakemake.input.specs:
     spec = json.loads(open(path).read())
     specs[spec["name"]] = spec
-sweeps = {}  # config -> the sweep of its link (results/sweep/<link>.csv)
-for path in snakemake.input.sweeps:
-    df = pd.read_csv(path)
-    sweeps.update({c: df for c, s in specs.items() if link_key(s) == Path(path).stem and not s["emulate_tp"]})
-nccl_refs = {}  # config -> nccl-tests of its link (results/sweep/<link>.nccl-tests.csv), where the study ran it
-for path in snakemake.input.nccl_tests:
-    df = pd.read_csv(path)
-    link = Path(path).name.removesuffix(".nccl-tests.csv")
-    nccl_refs.update({c: df for c, s in specs.items() if link_key(s) == link and not s["emulate_tp"]})
+# Each real-TP config's link, from the rules (rules/common.smk LINK_OF); the files in the rules' order.
+by_link = {link: pd.read_csv(p) for link, p in zip(snakemake.params.links, snakemake.input.sweeps)}
+nccl_by_link = {link: pd.read_csv(p) for link, p in zip(snakemake.params.nccl_links, snakemake.input.nccl_tests)}
+link_of = dict(snakemake.params.link_of)
+sweeps = {c: by_link[link] for c, link in link_of.items() if link in by_link}
+nccl_refs = {c: nccl_by_link[link] for c, link in link_of.items() if link in nccl_by_link}
 ops_repeats = pd.read_csv(snakemake.input.ops_repeats)
 steps = pd.read_csv(snakemake.input.steps)
 tables = build(
