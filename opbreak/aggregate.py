@@ -10,31 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .checks import MeasureFileError, read_json, read_measurement
+from .contract import AGGREGATE_COLUMNS
 from .ops import LAYER_OPS, OPS
 from .stats import summarize_groups
-from .store import spec_diffs
-
-
-class ProvenanceError(ValueError):
-    pass
-
-
-def check_provenance(prov: dict, spec: dict, path: str):
-    """Reject a result whose recorded spec is not the config it is filed under."""
-    recorded = prov.get("spec", {})
-    diffs = spec_diffs(recorded, spec)  # the store's own notion of "the same measurement"
-    if prov.get("config") != spec["name"] or diffs:
-        shown = ", ".join(f"{k}: recorded {recorded.get(k)!r} vs config {spec.get(k)!r}" for k in diffs[:5])
-        raise ProvenanceError(
-            f"{path}: measured under a different config than {spec['name']!r} ({shown or 'name differs'}); "
-            "delete it or rerun the measure job (snakemake --forcerun measure)"
-        )
-    if spec["device"] == "cuda" and prov.get("status") != "failed":
-        if prov.get("device_count", 0) < max(1, spec["num_gpus"]):
-            raise ProvenanceError(
-                f"{path}: ran on {prov.get('device_count')} devices, "
-                f"config {spec['name']!r} declares {spec['num_gpus']}"
-            )
 
 
 def scale_layers(ops: pd.DataFrame, steps: pd.DataFrame, spec: dict):
@@ -63,72 +42,15 @@ def scale_layers(ops: pd.DataFrame, steps: pd.DataFrame, spec: dict):
     return ops, steps
 
 
-STATS = [
-    "n",
-    "median_ms",
-    "mean_ms",
-    "std_ms",
-    "iqr_ms",
-    "cv",
-    "ci_lo_ms",
-    "ci_hi_ms",
-    "n_outliers",
-    "unstable",
-    "repeats_for_5pct",
-]
-EMPTY_COLUMNS = {
-    "ops_repeats": [
-        "study",
-        "config",
-        "repeat",
-        "rank",
-        "phase",
-        "op",
-        "time_ms",
-        "calls",
-        "modeled",
-        "modeled_bytes",
-        "timing_method",
-        "layer_scale",
-        "time_ms_measured",
-    ],
-    "ops_summary": [
-        "config",
-        "phase",
-        "op",
-        *STATS,
-        "calls",
-        "modeled",
-        "modeled_bytes",
-        "phase_median_ms",
-        "share",
-        "layer_scale",
-    ],
-    "phase_totals": ["config", "repeat", "phase", "e2e_ms", "steps", "phase_added_ms"],
-    "phase_summary": ["config", "phase", *STATS],
-    "steps": [
-        "config",
-        "repeat",
-        "phase",
-        "step",
-        "context_len",
-        "e2e_ms",
-        "attributed_ms",
-        "e2e_ms_measured",
-        "phase_added_ms",
-    ],
-}
-
-
 def empty_tables(failures: pd.DataFrame) -> dict:
     """The aggregate tables of a study whose every measure job failed: headers only, failures listed.
 
     Why: a study on GPUs this host lacks still has predictions to show; a traceback here
     would stop the theory and report steps that make them.
     """
-    out = {k: pd.DataFrame(columns=cols) for k, cols in EMPTY_COLUMNS.items()}
+    out = {k: pd.DataFrame(columns=cols) for k, cols in AGGREGATE_COLUMNS.items()}
     out["ops_repeats"]["modeled"] = out["ops_repeats"]["modeled"].astype(bool)
-    out["steps_all"] = pd.DataFrame(columns=["rank", *EMPTY_COLUMNS["steps"]])
+    out["steps_all"] = pd.DataFrame(columns=["rank", *AGGREGATE_COLUMNS["steps"]])
     return dict(out, provenance=[], failures=failures)
 
 
@@ -137,7 +59,6 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
 
     Every file is checked first (opbreak.checks): a bad one raises MeasureFileError naming it.
     """
-    from .checks import MeasureFileError, read_json, read_measurement
 
     all_ops, all_steps, all_coll, provs, failures = [], [], [], [], []
     for paths in inputs:

@@ -18,14 +18,37 @@ from pathlib import Path
 
 import pandas as pd
 
-PHASES = ("prefill", "decode")
-# Ops every rank records in every phase, whatever the backend and version (opbreak.ops vocabulary).
-CORE_OPS = ("embedding", "attn_norm", "qkv_proj", "attention", "o_proj", "ffn_norm", "ffn", "final_norm", "lm_head")
-OPS_REQUIRED = ("config", "repeat", "rank", "phase", "op", "time_ms", "calls", "modeled")
-OPS_NUMERIC = ("time_ms", "kernel_ms", "calls", "modeled_bytes")
-STEPS_REQUIRED = ("config", "repeat", "rank", "phase", "step", "context_len", "e2e_ms")
-STEPS_NUMERIC = ("step", "context_len", "e2e_ms", "attributed_ms")
-COLLECTIVES_REQUIRED = ("config", "repeat", "rank", "phase", "start_us", "end_us")
+from .contract import (
+    MEASURE_COLLECTIVES_REQUIRED,
+    MEASURE_OPS_NUMERIC,
+    MEASURE_OPS_REQUIRED,
+    MEASURE_STEPS_NUMERIC,
+    MEASURE_STEPS_REQUIRED,
+)
+from .identity import spec_diffs
+from .ops import CORE_OPS, PHASES
+
+
+class ProvenanceError(ValueError):
+    """A measurement filed under a config it was not measured for (or on too few devices)."""
+
+
+def check_provenance(prov: dict, spec: dict, path: str):
+    """Reject a result whose recorded spec is not the config it is filed under."""
+    recorded = prov.get("spec", {})
+    diffs = spec_diffs(recorded, spec)  # opbreak.identity: one notion of "the same measurement"
+    if prov.get("config") != spec["name"] or diffs:
+        shown = ", ".join(f"{k}: recorded {recorded.get(k)!r} vs config {spec.get(k)!r}" for k in diffs[:5])
+        raise ProvenanceError(
+            f"{path}: measured under a different config than {spec['name']!r} ({shown or 'name differs'}); "
+            "delete it or rerun the measure job (snakemake --forcerun measure)"
+        )
+    if spec["device"] == "cuda" and prov.get("status") != "failed":
+        if prov.get("device_count", 0) < max(1, spec["num_gpus"]):
+            raise ProvenanceError(
+                f"{path}: ran on {prov.get('device_count')} devices, "
+                f"config {spec['name']!r} declares {spec['num_gpus']}"
+            )
 
 
 class MeasureFileError(ValueError):
@@ -163,8 +186,6 @@ def read_measurement(folder, spec, repeat=None, names=None):
         )
     }
     prov = read_json(names["prov"])
-    from .aggregate import ProvenanceError, check_provenance
-
     try:
         check_provenance(prov, spec, str(names["prov"]))
     except ProvenanceError as e:
@@ -173,14 +194,14 @@ def read_measurement(folder, spec, repeat=None, names=None):
         raise _bad(names["prov"], f"records repeat {prov.get('repeat')!r}, filed under repeat {repeat}")
     if prov.get("status") == "failed":
         return prov, None, None, None
-    ops = read_csv(names["ops"], OPS_REQUIRED, OPS_NUMERIC)
+    ops = read_csv(names["ops"], MEASURE_OPS_REQUIRED, MEASURE_OPS_NUMERIC)
     check_ops(ops, names["ops"], spec, repeat)
-    steps = read_csv(names["steps"], STEPS_REQUIRED, STEPS_NUMERIC)
+    steps = read_csv(names["steps"], MEASURE_STEPS_REQUIRED, MEASURE_STEPS_NUMERIC)
     if steps.empty or set(steps["phase"]) != set(PHASES):
         raise _bad(names["steps"], f"phases {sorted(set(steps['phase']))}, expected {list(PHASES)}")
     ops, steps = upgrade(ops, steps)
     coll = None
     cpath = names.get("collectives")
     if cpath is not None and Path(cpath).exists():
-        coll = read_csv(cpath, COLLECTIVES_REQUIRED, ("start_us", "end_us"), signed=("start_us", "end_us"))
+        coll = read_csv(cpath, MEASURE_COLLECTIVES_REQUIRED, ("start_us", "end_us"), signed=("start_us", "end_us"))
     return prov, ops, steps, coll

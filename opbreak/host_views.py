@@ -29,24 +29,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .contract import (
+    HOST_OP_COLUMNS,
+    HOST_OP_KEY,
+    HOST_PAIR_COLUMNS,
+    PROBE_COLUMNS,
+    PROBE_DERIVED,
+    PROBE_KEY,
+    PROBE_MEASURED,
+)
 from .timing import plain_fit
-
-MEASURED = [
-    "setup_ms",
-    "issue_ms",
-    "collective_call_ms",
-    "collective_calls",
-    "drain_ms",
-    "sampling_ms",
-    "step_ms",
-    "replay_ms",
-    "replay_host_ms",
-    "replay_max_abs_diff",
-    "near_plain_ms",
-]
-DERIVED = ["launch_ms", "collective_call_us", "stack_ms", "host_over_replay_ms", "plain_ms", "closure"]
-KEY = ["config", "rank", "context_len"]
-COLUMNS = KEY + MEASURED + DERIVED + ["closure_basis", "graph_error", "repeats"]
 
 
 def probe_rows(provs: list[dict]) -> pd.DataFrame:
@@ -57,7 +49,7 @@ def probe_rows(provs: list[dict]) -> pd.DataFrame:
             for r in (extra or {}).get("decode_probe") or []:
                 rows.append(dict(r, config=prov["config"], repeat=prov["repeat"], rank=int(rank)))
     df = pd.DataFrame(rows)
-    for c in MEASURED + ["graph_error", "step"]:  # older probes lack near_plain_ms
+    for c in PROBE_MEASURED + ["graph_error", "step"]:  # older probes lack near_plain_ms
         if c not in df:
             df[c] = np.nan if c != "graph_error" else ""
     return df
@@ -79,7 +71,7 @@ def decode_probe(provs: list[dict], steps: pd.DataFrame) -> pd.DataFrame:
     """The ``decode_probe`` table (module docstring); empty with its columns when nothing was probed."""
     df = probe_rows(provs)
     if df.empty:
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=PROBE_COLUMNS)
     df["launch_ms"] = (df["issue_ms"] - df["collective_call_ms"]).clip(lower=0)
     df["collective_call_us"] = (df["collective_call_ms"] * 1e3 / df["collective_calls"]).where(
         df["collective_calls"] > 0
@@ -94,30 +86,12 @@ def decode_probe(provs: list[dict], steps: pd.DataFrame) -> pd.DataFrame:
     df["closure"] = (df["step_ms"] / df["near_plain_ms"]).where(near, df["step_ms"] / df["plain_ms"])
     df["closure_basis"] = np.where(near, "plain steps just before", "timed run's plain steps")
     df["graph_error"] = df["graph_error"].fillna("").astype(str)
-    g = df.groupby(KEY, sort=True)
-    out = g[MEASURED + DERIVED].median()
+    g = df.groupby(PROBE_KEY, sort=True)
+    out = g[PROBE_MEASURED + PROBE_DERIVED].median()
     out["graph_error"] = g["graph_error"].agg(lambda s: "; ".join(sorted({x for x in s if x})))
     out["closure_basis"] = g["closure_basis"].agg(lambda s: " / ".join(sorted(set(s))))
     out["repeats"] = g["repeat"].nunique()
-    return out.reset_index()[COLUMNS]
-
-
-PAIR_COLUMNS = [
-    "label",
-    "a",
-    "b",
-    "context_len",
-    "plain_a_ms",
-    "plain_b_ms",
-    "speedup_with_host",
-    "replay_a_ms",
-    "replay_b_ms",
-    "speedup_without_host",
-    "host_a_ms",
-    "host_b_ms",
-    "step_a_ms",
-    "step_b_ms",
-] + [f"{part}_{side}" for part in ("setup", "launch", "collective_call", "drain", "sampling") for side in "ab"]
+    return out.reset_index()[PROBE_COLUMNS]
 
 
 def _at_middle(probe: pd.DataFrame, cfg: str) -> pd.Series | None:
@@ -150,11 +124,7 @@ def pair_speedups(probe: pd.DataFrame, pairs: list[dict]) -> pd.DataFrame:
         for part in ("setup", "launch", "collective_call", "drain", "sampling"):
             row[f"{part}_a"], row[f"{part}_b"] = ra[f"{part}_ms"], rb[f"{part}_ms"]
         rows.append(row)
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
-
-
-HOST_OP_KEY = ["config", "rank", "phase", "op"]
-HOST_OP_COLUMNS = HOST_OP_KEY + ["cpu_ms", "launches", "launch_ms", "syncs", "sync_ms", "repeats"]
+    return pd.DataFrame(rows, columns=HOST_PAIR_COLUMNS)
 
 
 def host_ops(provs: list[dict]) -> pd.DataFrame:

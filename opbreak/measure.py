@@ -25,6 +25,14 @@ from pathlib import Path
 import pandas as pd
 
 from . import hostsetup, locks, provenance, store, transport
+from .contract import (
+    CONFIG_COLUMNS,
+    MEASURE_COLLECTIVES_COLUMNS,
+    MEASURE_OPS_COLUMNS,
+    MEASURE_OUTPUTS,
+    MEASURE_STEPS_COLUMNS,
+)
+from .identity import spec_hash
 from .io import atomic_write_text, free_port, write_csv_atomic
 
 
@@ -154,43 +162,9 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
     return results
 
 
-OPS_COLUMNS = [
-    "study",
-    "config",
-    "repeat",
-    "rank",
-    "phase",
-    "op",
-    "time_ms",
-    "kernel_ms",
-    "calls",
-    "modeled",
-    "modeled_bytes",
-    "timing_method",
-    *provenance.CONFIG_COLUMNS,
-    "model",
-    "gpu_ids",
-]
-STEPS_COLUMNS = ["config", "repeat", "rank", "phase", "step", "context_len", "e2e_ms", "attributed_ms", "mode"]
-OUTPUTS = ("ops.csv", "steps.csv", "collectives.csv")  # the measure rule's outputs, besides provenance.json
-COLLECTIVES_COLUMNS = [
-    "config",
-    "repeat",
-    "rank",
-    "phase",
-    "step",
-    "context_len",
-    "call",
-    "op",
-    "kernel",
-    "start_us",
-    "end_us",
-]
-
-
 def tables(spec: dict, repeat: int, results: list[dict]):
     """Tidy long tables of the data contract, one row per (rank, phase, op)."""
-    meta = {k: spec[k] for k in provenance.CONFIG_COLUMNS}
+    meta = {k: spec[k] for k in CONFIG_COLUMNS}
     meta["model"] = spec["model"]["name"]
     meta["gpu_ids"] = ",".join(map(str, spec["gpu_ids"]))
     ops, steps, coll = [], [], []
@@ -202,9 +176,9 @@ def tables(spec: dict, repeat: int, results: list[dict]):
         coll.extend(dict(**key, rank=res["rank"], **row) for row in res.get("collectives", ()))
     # columns fixed even when empty (a failure record, a CPU run without kernels)
     return (
-        pd.DataFrame(ops, columns=OPS_COLUMNS),
-        pd.DataFrame(steps).reindex(columns=STEPS_COLUMNS),
-        pd.DataFrame(coll, columns=COLLECTIVES_COLUMNS),
+        pd.DataFrame(ops, columns=MEASURE_OPS_COLUMNS),
+        pd.DataFrame(steps).reindex(columns=MEASURE_STEPS_COLUMNS),
+        pd.DataFrame(coll, columns=MEASURE_COLLECTIVES_COLUMNS),
     )
 
 
@@ -223,7 +197,7 @@ def _failed(args, spec, out, started, error, kind="error"):
         store.restore(entry, out, note)
         return None
     print(f"measure failed on its last attempt, recording the failure: {error}", file=sys.stderr)
-    for name, df in zip(OUTPUTS, tables(spec, args.repeat, [])):
+    for name, df in zip(MEASURE_OUTPUTS, tables(spec, args.repeat, [])):
         write_csv_atomic(df, out / name)
     prov = dict(
         config=spec["name"],
@@ -243,7 +217,7 @@ def _stored(args, spec):
     """The newest stored good measurement of this spec and repeat (None without a store)."""
     if not args.store:
         return None
-    return store.latest(args.store, spec["name"], store.spec_hash(spec), args.repeat)
+    return store.latest(args.store, spec["name"], spec_hash(spec), args.repeat)
 
 
 def main(argv=None):
@@ -318,7 +292,7 @@ def main(argv=None):
             prov["ceilings"] = measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"]))
         prov["tokens_rank0"] = results[0]["tokens"]
         prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
-        for name, df in zip(OUTPUTS, frames):
+        for name, df in zip(MEASURE_OUTPUTS, frames):
             write_csv_atomic(df, out / name)
         atomic_write_text(out / "provenance.json", provenance.dumps(prov))
         if args.store:  # kept for good: a later failed or changed run cannot delete it

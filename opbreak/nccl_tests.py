@@ -31,21 +31,8 @@ import sys
 
 import pandas as pd
 
-COLUMNS = [
-    "size_bytes",
-    "count",
-    "type",
-    "redop",
-    "root",
-    "time_s",
-    "algbw_GBps",
-    "busbw_GBps",
-    "wrong",
-    "inplace_time_s",
-    "inplace_algbw_GBps",
-    "inplace_busbw_GBps",
-    "inplace_wrong",
-]
+from .contract import NCCL_TESTS_COLUMNS
+
 _VERSION = re.compile(r"^#\s*nccl-tests version (\S+)")
 _SETUP = re.compile(r"^#\s*nThread (\d+) nGpus (\d+) .*?warmup iters: (\d+) iters: (\d+)")
 _DATA = re.compile(r"^\s*\d+\s+\d+\s+\S+\s+\S+\s+-?\d+\s")
@@ -106,7 +93,7 @@ def parse(text: str) -> tuple[pd.DataFrame, dict]:
     if not rows:
         head = "\n".join(text.strip().splitlines()[:8])
         raise NcclTestsError(f"no nccl-tests result table in its output; it begins:\n{head}")
-    return pd.DataFrame(rows, columns=COLUMNS), meta
+    return pd.DataFrame(rows, columns=NCCL_TESTS_COLUMNS), meta
 
 
 def size_args(sizes) -> list[str]:

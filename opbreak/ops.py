@@ -46,6 +46,9 @@ LAYER_OPS = (
     "ffn",
 )
 COLLECTIVE_OPS = ("all_reduce", "logits_gather")
+# Ops every rank records in every phase, whatever the backend and version of this tool (a measure file
+# lacking one is cut off or broken: opbreak.checks); real TP adds all_reduce.
+CORE_OPS = ("embedding", "attn_norm", "qkv_proj", "attention", "o_proj", "ffn_norm", "ffn", "final_norm", "lm_head")
 # Framework time: no roofline, never predicted, never "a model operator" in a sentence.
 HOST_OPS = FRAMEWORK_OPS + (UNATTRIBUTED,)
 # Ops whose work tensor parallelism splits over the ranks (Megatron-style, as LightLLM shards them).

@@ -24,53 +24,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .contract import PREDICTED_COLUMNS, PREDICTED_PAIR_COLUMNS, PREDICTED_PHASE_COLUMNS
 from .ops import HOST_OPS, OP_CLASSES, PHASES, op_class
 from .seed_check import evaluate, load_claims
 
-PREDICTED_COLUMNS = [
-    "config",
-    "phase",
-    "op",
-    "op_class",
-    "bound",
-    "t_bound_ms",
-    "efficiency",
-    "predicted_ms",
-    "predicted_share",
-    "calibration",
-    "status",
-    "measured_ms",
-    "predicted_over_measured",
-    "modeled",
-    "basis",
-]
 NO_CALIBRATION = "not predicted: no calibration for this hardware"
 NO_LINK = "not predicted: no link model for this transport"
 SWEEP_BASIS = "the study's own all-reduce sweep (alpha-beta fit, back to back)"
 CATALOG_BASIS = "catalog link (config/hardware.yaml)"
-PHASE_COLUMNS = [
-    "config",
-    "phase",
-    "status",
-    "predicted_ms",
-    "predicted_ran_ms",
-    "measured_ms",
-    "predicted_over_measured",
-    "host_bound_share",
-    "calibration",
-]
-PAIR_COLUMNS = [
-    "label",
-    "a",
-    "b",
-    "phase",
-    "op",
-    "predicted_a_ms",
-    "predicted_b_ms",
-    "predicted_speedup",
-    "status_a",
-    "status_b",
-]
 
 
 class EfficiencyError(ValueError):
@@ -262,7 +223,7 @@ def predict_phases(pred, theory_ops, ops_summary, phase_summary, threshold) -> p
                 calibration=", ".join(sorted(set(g["calibration"]))),
             )
         )
-    return pd.DataFrame(rows, columns=PHASE_COLUMNS)
+    return pd.DataFrame(rows, columns=PREDICTED_PHASE_COLUMNS)
 
 
 def predict_pairs(pred: pd.DataFrame, phases: pd.DataFrame, pairs_decl) -> pd.DataFrame:
@@ -299,7 +260,7 @@ def predict_pairs(pred: pd.DataFrame, phases: pd.DataFrame, pairs_decl) -> pd.Da
                     status_b=sb,
                 )
             )
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    return pd.DataFrame(rows, columns=PREDICTED_PAIR_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- loaders

@@ -24,19 +24,6 @@ ENV_KEYS = (
     "NVSHMEM_DISABLE_NVLS",
     "SLURM_JOB_ID",
 )
-CONFIG_COLUMNS = (
-    "backend",
-    "gpu",
-    "num_gpus",
-    "tp",
-    "emulate_tp",
-    "batch",
-    "input_len",
-    "output_len",
-    "dtype",
-    "num_layers",
-    "model_layers",
-)
 
 
 def _versions():

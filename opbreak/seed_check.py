@@ -17,35 +17,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .contract import CLAIM_COLUMNS
 from .ops import HOST_OPS
 
-CLAIM_COLUMNS = [
-    "id",
-    "config",
-    "section",
-    "quote",
-    "kind",
-    "phase",
-    "a",
-    "b",
-    "ops",
-    "seed_value",
-    "seed_theory",
-    "reading",
-    "predicted_value",
-    "predicted_op",
-    "predicted_share",
-    "predicted_agrees",
-    "analogue_value",
-    "analogue_theory",
-    "analogue_op",
-    "analogue_agrees",
-    "analogue_what",
-    "analogue_source",
-    "status",
-    "if_differs",
-    "analogue_note",
-]
 SPEED_KINDS = ("speedup", "at_most", "differ_by")
 
 

@@ -18,23 +18,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .contract import COLLECTIVE_TOTALS_COLUMNS
 from .timing import integrate_over_context
 
 CALL_KEY = ["config", "repeat", "phase", "step", "call"]
 # one row per config, repeat, rank, phase (what phase_totals returns)
-TOTALS_COLUMNS = [
-    "config",
-    "repeat",
-    "rank",
-    "phase",
-    "captured_steps",
-    "steps",
-    "calls",
-    "wait_ms",
-    "transfer_ms",
-    "wait_per_call_us",
-    "transfer_per_call_us",
-]
 SPLIT_COLUMNS = [
     "config",
     "repeat",
@@ -106,5 +94,5 @@ def phase_totals(calls: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
         )
     return pd.DataFrame(
         rows,
-        columns=TOTALS_COLUMNS,
+        columns=COLLECTIVE_TOTALS_COLUMNS,
     )

@@ -5,7 +5,7 @@ Layout (under the study folder's ``measurements/``)::
     measurements/<config>/<spec-hash>/rep<k>/<host>-<UTC stamp>/
         ops.csv steps.csv [collectives.csv] provenance.json entry.json
 
-``spec-hash`` is :func:`spec_hash` of the resolved spec the measurement recorded (fields added to
+``spec-hash`` is :func:`opbreak.identity.spec_hash` of the resolved spec the measurement recorded (fields added to
 the tool later count at their defaults, so older measurements keep their key). An entry is written
 once, atomically (a temporary folder renamed into place), and made read-only; nothing in the workflow
 deletes or rewrites it: no rule declares it as an output, so Snakemake never removes it either.
@@ -36,32 +36,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from .checks import MeasureFileError, read_measurement
+from .contract import MEASURE_COLLECTIVES_COLUMNS
+from .identity import spec_hash
+from .io import atomic_write_text
+
 DEFAULT_ROOT = "measurements"
 DATA_FILES = ("ops.csv", "steps.csv", "collectives.csv", "provenance.json")
-# Not part of what was measured: scheduling, how many repeats, and the study's name (a label: the same
-# config measured under two study files, e.g. on two hosts, is the same measurement and merges).
-_NOT_MEASURED = ("slurm", "repeats", "study")
-
-
-def canonical(spec: dict) -> dict:
-    """What a spec measures: its fields (a field the recording lacks at its default), labels left out."""
-    from .config import field_defaults
-
-    canon = {k: v for k, v in field_defaults().items() if k not in _NOT_MEASURED}
-    canon.update({k: v for k, v in spec.items() if k not in _NOT_MEASURED})
-    return canon
-
-
-def spec_hash(spec: dict) -> str:
-    """12 hex digits naming what a spec measures (:func:`canonical`)."""
-    text = json.dumps(canonical(spec), sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def spec_diffs(recorded: dict, spec: dict) -> list[str]:
-    """The measured fields where a recorded spec and a config's spec differ (empty: same measurement)."""
-    a, b = canonical(recorded), canonical(spec)
-    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def _stamp(prov: dict) -> str:
@@ -156,8 +137,6 @@ def entry_meta(entry) -> dict:
 
 def restore(entry, outdir, note: dict | None = None):
     """Copy a stored entry into a measure output folder; its provenance says where it came from."""
-    from .io import atomic_write_text
-    from .measure import COLLECTIVES_COLUMNS
 
     entry, outdir = Path(entry), Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +147,7 @@ def restore(entry, outdir, note: dict | None = None):
             os.chmod(tmp, 0o644)
             os.replace(tmp, outdir / name)
         elif name == "collectives.csv":  # an earlier version's measurement: not captured
-            atomic_write_text(outdir / name, ",".join(COLLECTIVES_COLUMNS) + "\n")
+            atomic_write_text(outdir / name, ",".join(MEASURE_COLLECTIVES_COLUMNS) + "\n")
     prov = json.loads((entry / "provenance.json").read_text())
     meta = entry_meta(entry)
     prov["store_entry"] = str(entry)
@@ -181,7 +160,6 @@ def restore(entry, outdir, note: dict | None = None):
 
 def _good(folder: Path, prov: dict) -> bool:
     """A measurement worth keeping: not a failure record, not a restored copy, its files check out."""
-    from .checks import MeasureFileError, read_measurement
 
     if prov.get("status") == "failed" or prov.get("store_entry") or not isinstance(prov.get("spec"), dict):
         return False

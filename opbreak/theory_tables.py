@@ -15,41 +15,12 @@ import pandas as pd
 
 from .collectives import allreduce_terms, fit_alpha_beta, tp_scaling_explainer
 from .config import DTYPE_BYTES
+from .contract import ALLREDUCE_COLUMNS, THEORY_OPS_COLUMNS
 from .hardware import link_between, topology_from_nvidia_smi
 from .nccl_tests import at_sizes
 from .ops import COLLECTIVE_OPS, MODEL_OPS, PHASES
 from .stats import ratio_ci
 from .theory import decode_step_costs, op_costs, roofline, theoretical_ratio, vanilla_gpt_flops
-
-THEORY_OPS_COLUMNS = [  # theory ops.csv, in this order; the last three for theoretical_ratio
-    "config",
-    "phase",
-    "op",
-    "flops",
-    "bytes",
-    "comm_bytes",
-    "calls_theory",
-    "intensity",
-    "t_compute_ms",
-    "t_memory_ms",
-    "t_link_ms",
-    "t_bound_ms",
-    "bound",
-    "measured_ms",
-    "modeled",
-    "achieved_tflops",
-    "achieved_GBps",
-    "efficiency",
-    "peak_tflops",
-    "mem_bw_GBps",
-    "link_GBps",
-    "ceiling_source",
-    "link_source",
-    "t_link_catalog_ms",
-    "peak_flops_per_s",
-    "mem_bw_bytes_per_s",
-    "link_bw_bytes_per_s",
-]
 
 
 def ceilings_for(spec, catalog, provenance):
@@ -476,30 +447,7 @@ def build(
         ops=theory,
         pairs=pair_df,
         vanilla=pd.concat(van, ignore_index=True),
-        allreduce=pd.DataFrame(
-            ar,
-            columns=[
-                "config",
-                "kind",
-                "phase",
-                "n",
-                "size_bytes",
-                "measured_ms",
-                "sweep_ms",
-                "model_ms",
-                "alpha_us",
-                "bw_GBps",
-                "source",
-                "t_latency_ms",
-                "t_bandwidth_ms",
-                "fit_on",
-                "transport",
-                "sweep_min_ms",
-                "graph_ms",
-                "percall_ms",
-                "nccl_tests_ms",
-            ],
-        ),
+        allreduce=pd.DataFrame(ar, columns=ALLREDUCE_COLUMNS),
         decode_steps=pd.DataFrame(ds),
         ceilings=pd.DataFrame(ce),
     )

@@ -18,24 +18,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .contract import DECODE_COLUMNS as COLUMNS
+from .contract import SPLIT_PARTS
 from .ops import COLLECTIVE_OPS
-from .skew import TOTALS_COLUMNS, split_calls
 from .skew import phase_totals as collective_phase_totals
+from .skew import split_calls
 from .timing import plain_fit
 
-SPLIT_PARTS = ("compute_ms", "transfer_ms", "wait_ms", "host_idle_ms")
-_KEY = ["config", "rank", "phase"]
 # The aggregate step's decode-truth tables, one row per config, rank, phase (op for rank_ops), medians over
 # repeats: the one home of their columns (the report reads them through opbreak.report.decode).
-COLUMNS = {
-    "rank_ops": _KEY + ["op", "wall_ms", "kernel_ms", "repeats", "host_ms"],
-    "collectives": _KEY + [c for c in TOTALS_COLUMNS if c not in _KEY + ["repeat"]] + ["repeats"],
-    "phase_split": _KEY
-    + ["wall_ms", "steps", "compute_ms", "transfer_ms", "wait_ms", "host_idle_ms", "wait_capped", "repeats"]
-    + [p.replace("_ms", "_per_step_ms") for p in ("wall_ms",) + SPLIT_PARTS]
-    + [p.replace("_ms", "_share") for p in SPLIT_PARTS],
-    "capture_cost": _KEY + ["events_overhead", "kernels_overhead", "repeats"],
-}
 
 
 def rank_ops(ops: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,6 @@ from opbreak.aggregate import aggregate
 from opbreak.checks import MeasureFileError
 from opbreak.host_views import decode_probe, host_ops
 from opbreak.io import atomic_write_text, write_csv_atomic
-from opbreak.measure import COLLECTIVES_COLUMNS
 from opbreak.views import decode_tables
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -29,7 +28,7 @@ except MeasureFileError as e:  # one line naming the file and the problem, no tr
 for key in ("ops_repeats", "ops_summary", "phase_totals", "phase_summary", "steps", "failures"):
     write_csv_atomic(contract.conform(key, tables[key]), snakemake.output[key])
 coll = tables["collectives_all"]
-coll = coll if coll is not None else pd.DataFrame(columns=COLLECTIVES_COLUMNS)
+coll = coll if coll is not None else pd.DataFrame(columns=contract.MEASURE_COLLECTIVES_COLUMNS)
 views = decode_tables(tables["ops_repeats"], tables["steps_all"], coll)
 for key in ("rank_ops", "collectives", "phase_split", "capture_cost"):
     write_csv_atomic(contract.conform(key, views[key]), snakemake.output[key])

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_spec
-from opbreak.aggregate import ProvenanceError, aggregate, check_provenance, scale_layers
-from opbreak.checks import CORE_OPS
-from opbreak.ops import LAYER_OPS
+from opbreak.aggregate import aggregate, scale_layers
+from opbreak.checks import ProvenanceError, check_provenance
+from opbreak.ops import CORE_OPS, LAYER_OPS
 
 
 def spec(**over):

@@ -8,7 +8,9 @@ import pytest
 
 from opbreak import hostsetup
 from opbreak.backends.lightllm_backend.probe import probe_steps
-from opbreak.host_views import COLUMNS, PAIR_COLUMNS, decode_probe, pair_speedups
+from opbreak.contract import HOST_PAIR_COLUMNS as PAIR_COLUMNS
+from opbreak.contract import PROBE_COLUMNS as COLUMNS
+from opbreak.host_views import decode_probe, pair_speedups
 from opbreak.report.evidence import EvidenceLog
 from opbreak.report.host import host_context
 

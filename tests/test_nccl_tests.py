@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT
 from opbreak import nccl_tests
 from opbreak.config import check
+from opbreak.contract import NCCL_TESTS_COLUMNS
 from opbreak.theory_tables import allreduce_rows
 
 # Real captures: all_reduce_perf -b 4K -e 1G -f 4 -g 2 -n 20 -w 5 -d half on 2 x H200 (NV18), 2026-11-30,
@@ -22,7 +23,7 @@ CATALOG = {"gpus": {}}
 
 def test_parse_fixture_every_size_both_placements():
     df, meta = nccl_tests.parse(FIXTURE.read_text())
-    assert list(df.columns) == nccl_tests.COLUMNS
+    assert list(df.columns) == NCCL_TESTS_COLUMNS
     assert df["size_bytes"].tolist() == [4096 * 4**i for i in range(10)]
     assert (df["count"] == df["size_bytes"] // 2).all() and set(df["type"]) == {"half"}
     assert set(df["redop"]) == {"sum"} and set(df["root"]) == {-1}

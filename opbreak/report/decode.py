@@ -16,8 +16,8 @@ import math
 
 import pandas as pd
 
+from ..contract import DECODE_COLUMNS as COLUMNS
 from ..ops import COLLECTIVE_OPS, OPS
-from ..views import COLUMNS
 from .markdown import bold, f_ms, f_num, f_pct, finite, md_escape, md_table
 
 PARTS = ("compute", "transfer", "wait", "host_idle")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..host_views import COLUMNS
+from ..contract import HOST_OP_KEY, PROBE_KEY
+from ..contract import PROBE_COLUMNS as COLUMNS
 from ..ops import OPS
 from .markdown import bold, f_ms, f_num, finite, join_words, md_escape, md_table, op_code
 
-PROBE_KEY = ("config", "rank", "context_len")
 PAIR_KEY = ("a", "b")
 PARTS = {
     "setup_ms": "setup (inputs, KV alloc, host syncs)",
@@ -139,9 +139,6 @@ def call_sentences(mid: pd.DataFrame, ar: pd.DataFrame, log) -> list:
             )
         )
     return out
-
-
-HOST_OP_KEY = ("config", "rank", "phase", "op")
 
 
 def host_ops_table(t: dict, configs, phase="decode") -> pd.DataFrame:
