@@ -17,6 +17,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ SEED_CONFIGS = [
     ("2xA40-nvlink", "A40", 2, "nvlink"),
     ("8xT4", "T4", 8, "pcie"),
 ]
+# One seed config with the catalog's ceilings: peak TFLOP/s, memory GB/s, ring link GB/s.
+Seed = namedtuple("Seed", "name gpu tp peak mem link")
 
 
 def seed_table(catalog=None):
@@ -50,7 +53,7 @@ def seed_table(catalog=None):
     for name, gpu, tp, topo in SEED_CONFIGS:
         g = lookup_gpu(catalog, gpu)
         link = link_between(catalog, gpu, topo, tp)["bw_bytes_per_s"] / 1e9
-        rows.append((name, gpu, tp, g["peak_tflops"], g["mem_bw_GBps"], link))
+        rows.append(Seed(name, gpu, tp, g["peak_tflops"], g["mem_bw_GBps"], link))
     return rows
 
 
@@ -60,6 +63,7 @@ PAIRS = [
     ("8xA100", "4xA100", "8xA100 vs 4xA100"),
     ("2xA40-nvlink", "2xA40-pcie", "A40 NVLink vs PCIe"),
 ]
+# Each op's time on the first config, per phase, in ms (the synthetic study's shape; other configs scale it).
 BASE_MS = {
     "prefill": dict(
         embedding=2,
@@ -100,115 +104,134 @@ BASE_MS = {
 }
 
 
-def synthesize(out: Path, n_configs=7, repeats=5, steps=1024, seed=0):
-    rng = np.random.default_rng(seed)
-    agg, th = out / "results/aggregate", out / "results/theory"
-    agg.mkdir(parents=True, exist_ok=True)
-    th.mkdir(parents=True, exist_ok=True)
-    cfgs = seed_table()[:n_configs]
-    ref_peak, ref_link = cfgs[0][3], cfgs[0][5]  # timings are scaled from the first config's
-    names = [c[0] for c in cfgs]
-    rep_rows, tot_rows, step_rows, prov = [], [], [], []
-    for name, gpu, tp, peak, _mem, link in cfgs:
-        slow = ref_peak / peak
-        for r in range(repeats):
-            noise = rng.lognormal(0, 0.05)
-            for phase in PHASES:
-                e2e = 0.0
-                for op in [o for o in OPS if o in BASE_MS[phase]]:  # no `instrumentation`: nothing sampled
-                    base = BASE_MS[phase][op] * (slow if op not in ("all_reduce", "logits_gather") else ref_link / link)
-                    base /= tp / 4 if op in LAYER_OPS and op != "all_reduce" else 1
-                    t = base * noise * rng.lognormal(0, 0.08 if op != "host_gap" else 0.25)
-                    e2e += t
-                    rep_rows.append(
-                        dict(
-                            study="seed",
-                            config=name,
-                            repeat=r,
-                            rank=0,
-                            phase=phase,
-                            op=op,
-                            time_ms=t,
-                            calls=160 if op in LAYER_OPS else 1,
-                            modeled=False,
-                        )
-                    )
-                tot_rows.append(
-                    dict(
-                        config=name,
-                        repeat=r,
-                        phase=phase,
-                        e2e_ms=e2e,
-                        steps=1 if phase == "prefill" else steps,
-                        phase_added_ms=0.0,
-                    )
-                )
-                if phase == "decode":
-                    ctx = 1024 + np.arange(steps) + 1
-                    lat = e2e / steps * (0.8 + 0.4 * (ctx - ctx[0]) / steps) * rng.lognormal(0, 0.05, steps)
-                    step_rows.append(
-                        pd.DataFrame(
-                            dict(
-                                config=name,
-                                repeat=r,
-                                phase="decode",
-                                step=np.arange(steps),
-                                context_len=ctx,
-                                e2e_ms=lat,
-                                attributed_ms=lat * 0.95,
-                                e2e_ms_measured=lat,
-                                phase_added_ms=0.0,
-                            )
-                        )
-                    )
-                else:
-                    step_rows.append(
-                        pd.DataFrame(
-                            dict(
-                                config=name,
-                                repeat=[r],
-                                phase="prefill",
-                                step=[0],
-                                context_len=[1024],
-                                e2e_ms=[e2e],
-                                attributed_ms=[e2e],
-                                e2e_ms_measured=[e2e],
-                                phase_added_ms=[0.0],
-                            )
-                        )
-                    )
-            prov.append(
+def phase_ops(phase):
+    """The ops a synthetic phase records, in OPS order (no `instrumentation`: nothing sampled)."""
+    return [o for o in OPS if o in BASE_MS[phase]]
+
+
+# ------------------------------------------------------------------ measure outputs (one repeat)
+def measure_repeat(cfg: Seed, ref: Seed, r: int, steps: int, rng):
+    """One repeat of one config: its op rows (ops_repeats), phase totals and step rows.
+
+    Times scale from the first config's: compute-side ops by peak, collectives by link, per-layer
+    ops by the TP shard."""
+    slow = ref.peak / cfg.peak
+    noise = rng.lognormal(0, 0.05)
+    ops, totals, step_frames = [], [], []
+    for phase in PHASES:
+        e2e = 0.0
+        for op in phase_ops(phase):
+            base = BASE_MS[phase][op] * (slow if op not in ("all_reduce", "logits_gather") else ref.link / cfg.link)
+            base /= cfg.tp / 4 if op in LAYER_OPS and op != "all_reduce" else 1
+            t = base * noise * rng.lognormal(0, 0.08 if op != "host_gap" else 0.25)
+            e2e += t
+            ops.append(
                 dict(
-                    config=name,
+                    study="seed",
+                    config=cfg.name,
                     repeat=r,
-                    host=f"node-{gpu.lower()}",
-                    devices=[gpu] * tp,
-                    device_count=tp,
-                    versions=dict(python="3.11.7", torch="2.11.0", triton="3.6.0", lightllm="0.0.1", cuda="12.8"),
-                    spec=dict(
-                        name=name,
-                        backend="lightllm",
-                        gpu=gpu,
-                        tp=tp,
-                        num_gpus=tp,
-                        batch=20,
-                        input_len=1024,
-                        output_len=steps,
-                        dtype="float16",
-                        timing="cuda_events",
-                        num_layers=80,
-                        model_layers=80,
-                        model=dict(name="llama2-70b"),
-                        warmup=1,
-                        emulate_tp=False,
-                    ),
-                    started="2026-11-25T10:00:00",
-                    finished="2026-11-25T10:05:00",
-                    env={},
-                    topology="\tGPU0\tGPU1\nGPU0\t X \tNV12\nGPU1\tNV12\t X ",
-                    driver_clocks="1410 MHz",
+                    rank=0,
+                    phase=phase,
+                    op=op,
+                    time_ms=t,
+                    calls=160 if op in LAYER_OPS else 1,
+                    modeled=False,
                 )
             )
+        totals.append(
+            dict(
+                config=cfg.name,
+                repeat=r,
+                phase=phase,
+                e2e_ms=e2e,
+                steps=1 if phase == "prefill" else steps,
+                phase_added_ms=0.0,
+            )
+        )
+        step_frames.append(step_rows(cfg.name, r, phase, e2e, steps, rng))
+    return ops, totals, step_frames
+
+
+def step_rows(name, r, phase, e2e, steps, rng) -> pd.DataFrame:
+    """steps.csv rows of one phase: prefill is one step; decode's steps share e2e and grow with context."""
+    if phase == "decode":
+        ctx = 1024 + np.arange(steps) + 1
+        lat = e2e / steps * (0.8 + 0.4 * (ctx - ctx[0]) / steps) * rng.lognormal(0, 0.05, steps)
+        return pd.DataFrame(
+            dict(
+                config=name,
+                repeat=r,
+                phase="decode",
+                step=np.arange(steps),
+                context_len=ctx,
+                e2e_ms=lat,
+                attributed_ms=lat * 0.95,
+                e2e_ms_measured=lat,
+                phase_added_ms=0.0,
+            )
+        )
+    return pd.DataFrame(
+        dict(
+            config=name,
+            repeat=[r],
+            phase="prefill",
+            step=[0],
+            context_len=[1024],
+            e2e_ms=[e2e],
+            attributed_ms=[e2e],
+            e2e_ms_measured=[e2e],
+            phase_added_ms=[0.0],
+        )
+    )
+
+
+def provenance(cfg: Seed, r: int, steps: int) -> dict:
+    """One repeat's provenance record, as a LightLLM measure job writes it."""
+    name, gpu, tp = cfg.name, cfg.gpu, cfg.tp
+    return dict(
+        config=name,
+        repeat=r,
+        host=f"node-{gpu.lower()}",
+        devices=[gpu] * tp,
+        device_count=tp,
+        versions=dict(python="3.11.7", torch="2.11.0", triton="3.6.0", lightllm="0.0.1", cuda="12.8"),
+        spec=dict(
+            name=name,
+            backend="lightllm",
+            gpu=gpu,
+            tp=tp,
+            num_gpus=tp,
+            batch=20,
+            input_len=1024,
+            output_len=steps,
+            dtype="float16",
+            timing="cuda_events",
+            num_layers=80,
+            model_layers=80,
+            model=dict(name="llama2-70b"),
+            warmup=1,
+            emulate_tp=False,
+        ),
+        started="2026-11-25T10:00:00",
+        finished="2026-11-25T10:05:00",
+        env={},
+        topology="\tGPU0\tGPU1\nGPU0\t X \tNV12\nGPU1\tNV12\t X ",
+        driver_clocks="1410 MHz",
+    )
+
+
+def write_aggregate(agg: Path, cfgs, repeats, steps, rng):
+    """results/aggregate/*: every repeat of every config, and their summaries as the aggregate step makes them.
+
+    Returns (ops_summary, phase_summary), the inputs of the theory tables."""
+    rep_rows, tot_rows, step_frames, prov = [], [], [], []
+    for cfg in cfgs:
+        for r in range(repeats):
+            ops, totals, frames = measure_repeat(cfg, cfgs[0], r, steps, rng)
+            rep_rows += ops
+            tot_rows += totals
+            step_frames += frames
+            prov.append(provenance(cfg, r, steps))
     reps = pd.DataFrame(rep_rows)
     summary = summarize_groups(reps, ["config", "phase", "op"], "time_ms", 0.1)
     summary["calls"] = summary["op"].map(lambda o: 160 if o in LAYER_OPS else 1)
@@ -226,92 +249,101 @@ def synthesize(out: Path, n_configs=7, repeats=5, steps=1024, seed=0):
     phase_summary.to_csv(agg / "phase_summary.csv", index=False)
     totals.to_csv(agg / "phase_totals.csv", index=False)
     reps.to_csv(agg / "ops_repeats.csv", index=False)
-    pd.concat(step_rows).to_csv(agg / "steps.csv", index=False)
+    pd.concat(step_frames).to_csv(agg / "steps.csv", index=False)
     (agg / "provenance.json").write_text(json.dumps(prov))
+    return summary, phase_summary
 
-    hw = {c[0]: c for c in cfgs}
+
+# ------------------------------------------------------------------ theory outputs
+def theory_row(r, cfg: Seed, rng) -> dict:
+    """theory ops.csv row of one summarized op: random FLOPs and bytes under the measured time, its roofline."""
+    peak, mem = cfg.peak, cfg.mem
+    flops = (
+        0.0
+        if r.op in ("all_reduce", "logits_gather", "embedding", "kv_cache_write")
+        else r.median_ms * 1e-3 * peak * 1e12 * rng.uniform(0.05, 0.8)
+    )
+    byts = r.median_ms * 1e-3 * mem * 1e9 * rng.uniform(0.05, 0.6)
+    tc, tm = flops / (peak * 1e12) * 1e3, byts / (mem * 1e9) * 1e3
+    tl = r.median_ms * rng.uniform(0.2, 0.7) if r.op in ("all_reduce", "logits_gather") else np.nan
+    tb = np.nanmax([tc, tm, tl])
+    bound = ["compute", "memory", "link"][int(np.nanargmax([tc, tm, -1 if np.isnan(tl) else tl]))]
+    return dict(
+        config=r.config,
+        phase=r.phase,
+        op=r.op,
+        flops=flops,
+        bytes=byts,
+        comm_bytes=0.0,
+        calls_theory=r.calls,
+        intensity=flops / byts if byts else np.nan,
+        t_compute_ms=tc,
+        t_memory_ms=tm,
+        t_link_ms=tl,
+        t_bound_ms=tb,
+        bound=bound,
+        measured_ms=r.median_ms,
+        modeled=False,
+        achieved_tflops=flops / (r.median_ms * 1e-3) / 1e12,
+        achieved_GBps=byts / (r.median_ms * 1e-3) / 1e9,
+        efficiency=tb / r.median_ms,
+        peak_tflops=peak,
+        mem_bw_GBps=mem,
+        link_GBps=cfg.link,
+    )
+
+
+def pair_row(a, b, label, phase, op, theory, phase_summary, hw, rng) -> dict:
+    """pairs.csv row: b's time over a's for one op (or the phase's end to end) against the resource ratio."""
+    if op == "end_to_end":
+        ta = phase_summary.query("config == @a and phase == @phase")["median_ms"].iloc[0]
+        tb_ = phase_summary.query("config == @b and phase == @phase")["median_ms"].iloc[0]
+        bound, rr = "mixed", np.nan
+    else:
+        ra = theory.query("config == @a and phase == @phase and op == @op").iloc[0]
+        ta = ra["measured_ms"]
+        tb_ = theory.query("config == @b and phase == @phase and op == @op")["measured_ms"].iloc[0]
+        bound = ra["bound"]
+        rr = {"compute": hw[a].peak / hw[b].peak, "memory": hw[a].mem / hw[b].mem, "link": hw[a].link / hw[b].link}[
+            bound
+        ]
+    sp = tb_ / ta
+    ths = (rr if np.isfinite(rr) else sp) * rng.uniform(0.7, 1.4)
+    return dict(
+        label=label,
+        a=a,
+        b=b,
+        phase=phase,
+        op=op,
+        time_a_ms=ta,
+        time_b_ms=tb_,
+        speedup=sp,
+        speedup_lo=sp * 0.93,
+        speedup_hi=sp * 1.06,
+        bound=bound,
+        resource_ratio=rr,
+        theory_speedup=ths,
+        measured_over_theory=sp / ths,
+        flagged=abs(sp / ths - 1) > 0.25,
+        modeled=False,
+    )
+
+
+def pairs_table(theory, phase_summary, hw, rng) -> pd.DataFrame:
+    """pairs.csv: every declared pair whose configs are in the study, per phase, per op and end to end."""
     rows = []
-    for r in summary.itertuples():
-        _, gpu, tp, peak, mem, link = hw[r.config]
-        flops = (
-            0.0
-            if r.op in ("all_reduce", "logits_gather", "embedding", "kv_cache_write")
-            else r.median_ms * 1e-3 * peak * 1e12 * rng.uniform(0.05, 0.8)
-        )
-        byts = r.median_ms * 1e-3 * mem * 1e9 * rng.uniform(0.05, 0.6)
-        tc, tm = flops / (peak * 1e12) * 1e3, byts / (mem * 1e9) * 1e3
-        tl = r.median_ms * rng.uniform(0.2, 0.7) if r.op in ("all_reduce", "logits_gather") else np.nan
-        tb = np.nanmax([tc, tm, tl])
-        bound = ["compute", "memory", "link"][int(np.nanargmax([tc, tm, -1 if np.isnan(tl) else tl]))]
-        rows.append(
-            dict(
-                config=r.config,
-                phase=r.phase,
-                op=r.op,
-                flops=flops,
-                bytes=byts,
-                comm_bytes=0.0,
-                calls_theory=r.calls,
-                intensity=flops / byts if byts else np.nan,
-                t_compute_ms=tc,
-                t_memory_ms=tm,
-                t_link_ms=tl,
-                t_bound_ms=tb,
-                bound=bound,
-                measured_ms=r.median_ms,
-                modeled=False,
-                achieved_tflops=flops / (r.median_ms * 1e-3) / 1e12,
-                achieved_GBps=byts / (r.median_ms * 1e-3) / 1e9,
-                efficiency=tb / r.median_ms,
-                peak_tflops=peak,
-                mem_bw_GBps=mem,
-                link_GBps=link,
-            )
-        )
-    theory = pd.DataFrame(rows)
-    theory.to_csv(th / "ops.csv", index=False)
-    prs = []
     for a, b, label in PAIRS:
         if a not in hw or b not in hw:
             continue
         for phase in PHASES:
-            for op in [o for o in OPS if o in BASE_MS[phase]] + ["end_to_end"]:
-                if op == "end_to_end":
-                    ta = phase_summary.query("config == @a and phase == @phase")["median_ms"].iloc[0]
-                    tb_ = phase_summary.query("config == @b and phase == @phase")["median_ms"].iloc[0]
-                    bound, rr = "mixed", np.nan
-                else:
-                    ra = theory.query("config == @a and phase == @phase and op == @op").iloc[0]
-                    ta = ra["measured_ms"]
-                    tb_ = theory.query("config == @b and phase == @phase and op == @op")["measured_ms"].iloc[0]
-                    bound = ra["bound"]
-                    rr = {"compute": hw[a][3] / hw[b][3], "memory": hw[a][4] / hw[b][4], "link": hw[a][5] / hw[b][5]}[
-                        bound
-                    ]
-                sp = tb_ / ta
-                ths = (rr if np.isfinite(rr) else sp) * rng.uniform(0.7, 1.4)
-                prs.append(
-                    dict(
-                        label=label,
-                        a=a,
-                        b=b,
-                        phase=phase,
-                        op=op,
-                        time_a_ms=ta,
-                        time_b_ms=tb_,
-                        speedup=sp,
-                        speedup_lo=sp * 0.93,
-                        speedup_hi=sp * 1.06,
-                        bound=bound,
-                        resource_ratio=rr,
-                        theory_speedup=ths,
-                        measured_over_theory=sp / ths,
-                        flagged=abs(sp / ths - 1) > 0.25,
-                        modeled=False,
-                    )
-                )
-    pd.DataFrame(prs).to_csv(th / "pairs.csv", index=False)
-    pd.DataFrame(
+            for op in phase_ops(phase) + ["end_to_end"]:
+                rows.append(pair_row(a, b, label, phase, op, theory, phase_summary, hw, rng))
+    return pd.DataFrame(rows)
+
+
+def vanilla_vs_exact() -> pd.DataFrame:
+    """vanilla_vs_exact.csv: the seed model's FLOPs, vanilla-GPT formula vs exact."""
+    return pd.DataFrame(
         dict(
             model="llama2-70b",
             tokens=20480,
@@ -320,67 +352,86 @@ def synthesize(out: Path, n_configs=7, repeats=5, steps=1024, seed=0):
             exact_flops=[5.4e12, 3.2e13, 3.7e13, 3.0e15],
             ratio=[0.625, 1.88, 1.42, 1.42],
         )
-    ).to_csv(th / "vanilla_vs_exact.csv", index=False)
-    ar, ds, ce = [], [], []
-    for name, gpu, tp, peak, _mem, link in cfgs:
-        alpha, bw = 10.0, link * 0.8
+    )
+
+
+def allreduce_row(name, kind, n, size, alpha, bw, measured, phase) -> dict:
+    """allreduce.csv row: the ring model at (n, size) with alpha (us) and bw (GB/s); measured: factor or None."""
+    lat = 2 * (n - 1) * alpha * 1e-3
+    bwt = 2 * (n - 1) / n * size / (bw * 1e9) * 1e3
+    return dict(
+        config=name,
+        kind=kind,
+        n=n,
+        size_bytes=size,
+        measured_ms=(lat + bwt) * measured if measured is not None else np.nan,
+        model_ms=lat + bwt,
+        alpha_us=alpha,
+        bw_GBps=bw,
+        source="fit",
+        t_latency_ms=lat,
+        t_bandwidth_ms=bwt,
+        phase=phase,
+    )
+
+
+def allreduce_table(cfgs, rng) -> pd.DataFrame:
+    """allreduce.csv: per config a measured sweep, each phase's all-reduce and its TP-scaling model."""
+    rows = []
+    for cfg in cfgs:
+        alpha, bw = 10.0, cfg.link * 0.8
         for size in 2.0 ** np.arange(12, 29, 2):
-            lat = 2 * (tp - 1) * alpha * 1e-3
-            bwt = 2 * (tp - 1) / tp * size / (bw * 1e9) * 1e3
-            ar.append(
-                dict(
-                    config=name,
-                    kind="sweep",
-                    n=tp,
-                    size_bytes=size,
-                    measured_ms=(lat + bwt) * rng.uniform(0.9, 1.3),
-                    model_ms=lat + bwt,
-                    alpha_us=alpha,
-                    bw_GBps=bw,
-                    source="fit",
-                    t_latency_ms=lat,
-                    t_bandwidth_ms=bwt,
-                    phase="",
-                )
-            )
+            rows.append(allreduce_row(cfg.name, "sweep", cfg.tp, size, alpha, bw, rng.uniform(0.9, 1.3), ""))
         for phase, size in (("prefill", 20 * 1024 * 8192 * 2), ("decode", 20 * 8192 * 2)):
-            for kind, n in [("phase", tp)] + [("tp_scaling", k) for k in (2, 4, 8)]:
-                lat = 2 * (n - 1) * alpha * 1e-3
-                bwt = 2 * (n - 1) / n * size / (bw * 1e9) * 1e3
-                ar.append(
-                    dict(
-                        config=name,
-                        kind=kind,
-                        n=n,
-                        size_bytes=size,
-                        measured_ms=(lat + bwt) * 1.3 if kind == "phase" else np.nan,
-                        model_ms=lat + bwt,
-                        alpha_us=alpha,
-                        bw_GBps=bw,
-                        source="fit",
-                        t_latency_ms=lat,
-                        t_bandwidth_ms=bwt,
-                        phase=phase,
-                    )
-                )
-        ctx = 1024 + np.arange(steps) + 1
-        ds.append(
-            pd.DataFrame(
-                dict(
-                    config=name,
-                    step=np.arange(steps),
-                    context_len=ctx,
-                    t_bound_ms=0.3 * (1 + ctx / 4096),
-                    measured_ms=np.nan,
-                )
+            for kind, n in [("phase", cfg.tp)] + [("tp_scaling", k) for k in (2, 4, 8)]:
+                rows.append(allreduce_row(cfg.name, kind, n, size, alpha, bw, 1.3 if kind == "phase" else None, phase))
+    return pd.DataFrame(rows).drop_duplicates(["config", "kind", "phase", "n", "size_bytes"])
+
+
+def decode_steps_table(cfgs, steps) -> pd.DataFrame:
+    """decode_steps.csv: each config's bound per decode step (no measured column)."""
+    ctx = 1024 + np.arange(steps) + 1
+    return pd.concat(
+        pd.DataFrame(
+            dict(
+                config=cfg.name,
+                step=np.arange(steps),
+                context_len=ctx,
+                t_bound_ms=0.3 * (1 + ctx / 4096),
+                measured_ms=np.nan,
             )
         )
-        ce.append(dict(config=name, gpu=gpu, peak_tflops=peak, mem_bw_GBps=mem, link_GBps=link, source="datasheet"))
-    ar = pd.DataFrame(ar).drop_duplicates(["config", "kind", "phase", "n", "size_bytes"])
-    ar.to_csv(th / "allreduce.csv", index=False)
-    pd.concat(ds).to_csv(th / "decode_steps.csv", index=False)
-    pd.DataFrame(ce).to_csv(th / "ceilings.csv", index=False)
-    return names, [dict(a=a, b=b, label=l) for a, b, l in PAIRS if a in hw and b in hw]
+        for cfg in cfgs
+    )
+
+
+def ceilings_table(cfgs) -> pd.DataFrame:
+    """ceilings.csv: the catalog's ceilings per config."""
+    return pd.DataFrame(
+        [
+            dict(config=c.name, gpu=c.gpu, peak_tflops=c.peak, mem_bw_GBps=c.mem, link_GBps=c.link, source="datasheet")
+            for c in cfgs
+        ]
+    )
+
+
+def synthesize(out: Path, n_configs=7, repeats=5, steps=1024, seed=0):
+    """Write the synthetic study's results/ (aggregate and theory tables); returns its config names and pairs."""
+    rng = np.random.default_rng(seed)
+    agg, th = out / "results/aggregate", out / "results/theory"
+    agg.mkdir(parents=True, exist_ok=True)
+    th.mkdir(parents=True, exist_ok=True)
+    cfgs = seed_table()[:n_configs]
+    hw = {c.name: c for c in cfgs}
+    summary, phase_summary = write_aggregate(agg, cfgs, repeats, steps, rng)
+    theory = pd.DataFrame([theory_row(r, hw[r.config], rng) for r in summary.itertuples()])
+    theory.to_csv(th / "ops.csv", index=False)
+    pairs_table(theory, phase_summary, hw, rng).to_csv(th / "pairs.csv", index=False)
+    vanilla_vs_exact().to_csv(th / "vanilla_vs_exact.csv", index=False)
+    allreduce_table(cfgs, rng).to_csv(th / "allreduce.csv", index=False)
+    decode_steps_table(cfgs, steps).to_csv(th / "decode_steps.csv", index=False)
+    ceilings_table(cfgs).to_csv(th / "ceilings.csv", index=False)
+    return [c.name for c in cfgs], [dict(a=a, b=b, label=l) for a, b, l in PAIRS if a in hw and b in hw]
 
 
 def main(argv=None):
