@@ -67,45 +67,26 @@ PAIRS = [
     ("8xA100", "4xA100", "8xA100 vs 4xA100"),
     ("2xA40-nvlink", "2xA40-pcie", "A40 NVLink vs PCIe"),
 ]
-# Each op's time on the first config, per phase, in ms (the synthetic study's shape; other configs scale it).
-BASE_MS = {
-    "prefill": dict(
-        embedding=2,
-        attn_norm=8,
-        qkv_proj=120,
-        kv_cache_write=6,
-        attention=90,
-        o_proj=45,
-        all_reduce=150,
-        ffn_norm=8,
-        ffn=400,
-        final_norm=0.5,
-        lm_head=6,
-        logits_gather=2,
-        sampling=0.5,
-        infer_setup=1,
-        host_gap=10,
-        unattributed=3,
-    ),
-    "decode": dict(
-        embedding=20,
-        attn_norm=150,
-        qkv_proj=1500,
-        kv_cache_write=200,
-        attention=2500,
-        o_proj=600,
-        all_reduce=4000,
-        ffn_norm=150,
-        ffn=5000,
-        final_norm=10,
-        lm_head=500,
-        logits_gather=100,
-        sampling=60,
-        infer_setup=40,
-        host_gap=3000,
-        unattributed=800,
-    ),
+# Each op's time on the first config in ms, (prefill, decode): the synthetic study's shape (other configs scale it).
+OP_MS = {
+    "embedding": (2, 20),
+    "attn_norm": (8, 150),
+    "qkv_proj": (120, 1500),
+    "kv_cache_write": (6, 200),
+    "attention": (90, 2500),
+    "o_proj": (45, 600),
+    "all_reduce": (150, 4000),
+    "ffn_norm": (8, 150),
+    "ffn": (400, 5000),
+    "final_norm": (0.5, 10),
+    "lm_head": (6, 500),
+    "logits_gather": (2, 100),
+    "sampling": (0.5, 60),
+    "infer_setup": (1, 40),
+    "host_gap": (10, 3000),
+    "unattributed": (3, 800),
 }
+BASE_MS = {phase: {op: ms[i] for op, ms in OP_MS.items()} for i, phase in enumerate(PHASES)}
 
 
 def study(n_configs: int, steps: int) -> dict:
@@ -368,7 +349,7 @@ def vanilla_vs_exact(spec: dict) -> pd.DataFrame:
 
 
 def allreduce_row(name, kind, n, size, alpha, bw, terms, measured_ms, phase) -> dict:
-    """allreduce.csv row: the ring model's terms (opbreak.collectives, seconds) at (n, size), alpha in us, bw in GB/s."""
+    """allreduce.csv row: the ring model's terms (opbreak.collectives, in s) at (n, size); alpha in us, bw in GB/s."""
     return dict(
         config=name,
         kind=kind,
