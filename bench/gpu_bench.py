@@ -51,8 +51,6 @@ def make_spec(layers, batch, inp, out, tp=4, model="llama2-70b"):
     (schema defaults, model file), so the bench times what a study would run."""
     study = dict(
         study="bench",
-        seed=0,
-        hardware_catalog="config/hardware.yaml",
         models={model: f"config/models/{model}.yaml"},
         configs=[
             dict(
