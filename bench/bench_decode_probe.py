@@ -14,11 +14,14 @@ The probe runs after the timed run and is never booked into its phases: the phas
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-PARTS = ["setup_ms", "launch_ms", "collective_call_ms", "drain_ms", "sampling_ms"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from opbreak.report.host import PARTS  # noqa: E402  (the split's parts, as the report names them)
+
 CLOSURE_TOL = 0.10
 
 
@@ -38,7 +41,7 @@ def table(probe: pd.DataFrame) -> pd.DataFrame:
                 replay_max_abs_diff=g["replay_max_abs_diff"].max(),
                 replay_ms=g["replay_ms"].median(),
                 step_ms=g["step_ms"].median(),
-                no_negative_part=bool((g[PARTS].fillna(0) >= 0).all().all()),
+                no_negative_part=bool((g[list(PARTS)].fillna(0) >= 0).all().all()),
             )
         )
     return pd.DataFrame(rows)

@@ -28,11 +28,17 @@ sys.path.insert(0, str(ROOT))
 
 from opbreak import predict as P  # noqa: E402
 from opbreak.aggregate import aggregate  # noqa: E402
+from opbreak.config import field_defaults, schema  # noqa: E402
 from opbreak.hardware import load_catalog  # noqa: E402
 from opbreak.theory_tables import theory_ops  # noqa: E402
 
 EX = ROOT / "docs/examples/single-gpu"
 PHASE_TOL, OP_TOL, OP_SHARE = 0.10, 0.20, 0.05  # the issue's targets
+
+
+def study_default(key):
+    """A study setting as a config that sets nothing gets it (config/schema/config.schema.yaml)."""
+    return schema()["properties"][key]["default"]
 
 
 def tables(t: Path):
@@ -47,11 +53,11 @@ def host_b():
         for p in (EX / "measure-h100-second-host").glob("*/rep*")
     )
     specs = {}
-    for _, _, prov in inputs:  # the recorded spec is the config it ran under
-        spec = json.loads(prov.read_text())["spec"]
+    for _, _, prov in inputs:  # the recorded spec is the config it ran under; a field it predates at its default
+        spec = dict(field_defaults(), **json.loads(prov.read_text())["spec"])
         specs[spec["name"]] = spec
-    agg = aggregate(inputs, specs, 0.1)
-    cat = load_catalog(ROOT / "config/hardware.yaml")
+    agg = aggregate(inputs, specs, study_default("unstable_cv"))
+    cat = load_catalog(ROOT / study_default("hardware_catalog"))
     th = pd.concat([theory_ops(s, cat, agg["provenance"], None, agg["ops_summary"])[0] for s in specs.values()])
     return th, agg["ops_summary"], agg["phase_summary"]
 
@@ -73,7 +79,7 @@ def main(argv=None):
     ap.add_argument("--calibrate", default="h100-7b-tp1", help="the one measured config (host A) to calibrate on")
     ap.add_argument("--tables", nargs="*", default=[], help="more measured tables folders to predict (e.g. a TP2 run)")
     args = ap.parse_args(argv)
-    defaults, threshold = P.load_efficiencies(ROOT / "config/efficiencies.yaml")
+    defaults, threshold = P.load_efficiencies(ROOT / study_default("efficiencies"))
     th_a, su_a, ps_a = tables(EX / "report/tables")
     eff = P.merge_efficiencies(defaults, P.calibrate(th_a, [args.calibrate], f"calibrated on {args.calibrate}"))
     print(f"calibrated on {args.calibrate} (host A); efficiencies per op class and phase:")

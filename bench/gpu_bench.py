@@ -33,8 +33,8 @@ import torch.distributed as dist  # noqa: E402
 from opbreak.backends import lightllm_backend as lb  # noqa: E402
 from opbreak.config import resolve  # noqa: E402
 from opbreak.io import free_port  # noqa: E402
-from opbreak.ops import UNATTRIBUTED  # noqa: E402
-from opbreak.timing import Recorder  # noqa: E402
+from opbreak.ops import PHASES, UNATTRIBUTED  # noqa: E402
+from opbreak.timing import Recorder, integrate_over_context, sample_steps  # noqa: E402
 from opbreak.transport import SAFETY_ENV  # noqa: E402
 
 
@@ -51,8 +51,6 @@ def make_spec(layers, batch, inp, out, tp=4, model="llama2-70b"):
     (schema defaults, model file), so the bench times what a study would run."""
     study = dict(
         study="bench",
-        seed=0,
-        hardware_catalog="config/hardware.yaml",
         models={model: f"config/models/{model}.yaml"},
         configs=[
             dict(
@@ -111,7 +109,7 @@ def static_test_timing(model, spec, tokens, O):
     return dict(prefill=pre, decode=dec)
 
 
-def main():
+def parse_args(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true")
@@ -119,10 +117,11 @@ def main():
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--decode-steps", type=int, default=128)
     ap.add_argument("--sample-steps", type=int, default=1024)
-    args = ap.parse_args()
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    init()
-    lb.patch_collectives_for_emulation()
+    return ap.parse_args(argv)
+
+
+def environment() -> dict:
+    """The device and versions the numbers were taken with."""
     res = dict(
         device=torch.cuda.get_device_name(0),
         torch=torch.__version__,
@@ -135,44 +134,59 @@ def main():
         res["triton"] = triton.__version__
     except Exception:
         pass
-    layers = 2 if args.quick else args.layers
-    O = 16 if args.quick else args.decode_steps
-    spec = make_spec(layers, 20, 1024, max(O, args.sample_steps if not args.quick else 32))
-    tokens = lb.input_tokens(spec)
+    return res
 
-    # -- build ----------------------------------------------------------------
-    model = lb.build_model(spec, 0, 1, "/tmp/opbreak-bench")
-    res["build"] = dict(
-        layers=layers,
-        build_s=model.opbreak_build_s,
-        build_s_per_layer=model.opbreak_build_s / layers,
-        init_s=model.opbreak_total_init_s,
-    )
-    print("build", res["build"], flush=True)
 
-    def run(instrumented, out_len, decode_sample=0, method="cuda_events", exit_marks=False):
+class Bench:
+    """The model under test (random weights, built once) with its spec and prompt; every stage runs it."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.tokens = lb.input_tokens(spec)
+        self.model = lb.build_model(spec, 0, 1, "/tmp/opbreak-bench")
+
+    def run(self, instrumented, out_len, decode_sample=0, method="cuda_events", exit_marks=False):
+        """One static-batch run; returns its recorder and wall time (s)."""
         rec = Recorder(method, enabled=instrumented)
-        inst = lb.Instrumentation(model, rec, 1, True, exit_marks=exit_marks)
+        inst = lb.Instrumentation(self.model, rec, 1, True, exit_marks=exit_marks)
         t = time.perf_counter()
         with rec.session():
-            lb.run_static(model, spec, rec, tokens, inst, output_len=out_len, decode_sample=decode_sample)
+            lb.run_static(
+                self.model, self.spec, rec, self.tokens, inst, output_len=out_len, decode_sample=decode_sample
+            )
         torch.cuda.synchronize()
         return rec, time.perf_counter() - t
 
-    # warm both paths (compile/autotune over 17+ context lengths)
-    run(False, 20)
-    run(True, 4)
-    run(True, 4, exit_marks=True)
+    def warm(self):
+        """Warm both paths (compile/autotune over 17+ context lengths)."""
+        self.run(False, 20)
+        self.run(True, 4)
+        self.run(True, 4, exit_marks=True)
 
-    # -- overhead, alternating (rotating order): plain, enter marks, enter+exit marks ------
+
+def bench_build(b: Bench, layers) -> dict:
+    """Random-weight build time, per layer."""
+    m = b.model
+    return dict(
+        layers=layers,
+        build_s=m.opbreak_build_s,
+        build_s_per_layer=m.opbreak_build_s / layers,
+        init_s=m.opbreak_total_init_s,
+    )
+
+
+def bench_overhead(b: Bench, O, layers, pairs):
+    """Overhead, alternating runs in rotating order: plain, enter marks, enter+exit marks.
+
+    Returns (overhead, closure): phase sums and overhead per mode; closure and op table per instrumented mode."""
     modes = [("plain", False, False), ("enter", True, False), ("enter_exit", True, True)]
-    ov = {f"{ph}_{m[0]}": [] for ph in ("prefill", "decode") for m in modes}
+    ov = {f"{ph}_{m[0]}": [] for ph in PHASES for m in modes}
     closures = {m[0]: [] for m in modes[1:]}
     last = {}
-    for k in range(2 if args.quick else args.pairs):
+    for k in range(pairs):
         for j in range(3):
             tag, instrumented, em = modes[(j + k) % 3]
-            rec, _ = run(instrumented, O, exit_marks=em)
+            rec, _ = b.run(instrumented, O, exit_marks=em)
             s_ = phase_sums(rec)
             ov[f"prefill_{tag}"].append(s_["prefill"])
             ov[f"decode_{tag}"].append(s_["decode"])
@@ -180,11 +194,11 @@ def main():
                 closures[tag].append(rec.phase_closure())
                 last[tag] = rec
     med = {k_: st.median(v) for k_, v in ov.items()}
-    res["overhead"] = dict(raw=ov, median=med, decode_steps=O, layers=layers)
+    overhead = dict(raw=ov, median=med, decode_steps=O, layers=layers)
     for tag in ("enter", "enter_exit"):
-        for ph in ("prefill", "decode"):
-            res["overhead"][f"{ph}_overhead_{tag}"] = med[f"{ph}_{tag}"] / med[f"{ph}_plain"] - 1
-    res["closure"] = {
+        for ph in PHASES:
+            overhead[f"{ph}_overhead_{tag}"] = med[f"{ph}_{tag}"] / med[f"{ph}_plain"] - 1
+    closure = {
         tag: dict(
             min_prefill=min(c["prefill"]["closure"] for c in cl),
             min_decode=min(c["decode"]["closure"] for c in cl),
@@ -194,21 +208,23 @@ def main():
         )
         for tag, cl in closures.items()
     }
-    print("overhead", {k_: round(v, 4) for k_, v in res["overhead"].items() if "overhead" in k_}, med, flush=True)
-    print("closure", {t: (c["min_prefill"], c["min_decode"]) for t, c in res["closure"].items()}, flush=True)
+    print("overhead", {k_: round(v, 4) for k_, v in overhead.items() if "overhead" in k_}, med, flush=True)
+    print("closure", {t: (c["min_prefill"], c["min_decode"]) for t, c in closure.items()}, flush=True)
     print(
         "ops enter",
-        {ph: {o: round(v, 3) for o, v in res["closure"]["enter"][f"{ph}_ops"].items()} for ph in ("prefill", "decode")},
+        {ph: {o: round(v, 3) for o, v in closure["enter"][f"{ph}_ops"].items()} for ph in PHASES},
         flush=True,
     )
+    return overhead, closure
 
-    # -- overhead, alternating per decode step inside one run (cancels drift between runs) --
+
+def bench_alternating(b: Bench, AO) -> dict:
+    """Overhead, alternating per decode step inside one run (cancels drift between runs)."""
     alt = {}
     for tag, em in (("enter", False), ("enter_exit", True)):
         rec = Recorder("cuda_events")
-        inst = lb.Instrumentation(model, rec, 1, True, exit_marks=em)
-        AO = 32 if args.quick else 512
-        lb.run_static(model, spec, rec, tokens, inst, output_len=AO, decode_sample=AO // 2)
+        inst = lb.Instrumentation(b.model, rec, 1, True, exit_marks=em)
+        lb.run_static(b.model, b.spec, rec, b.tokens, inst, output_len=AO, decode_sample=AO // 2)
         si = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and s_["mode"] == "events"]
         sp = [s_["e2e_ms"] for s_ in rec.steps if s_["phase"] == "decode" and s_["mode"] == "plain"]
         alt[tag] = dict(
@@ -220,33 +236,36 @@ def main():
             overhead_median=st.median(si) / st.median(sp) - 1,
             overhead_mean=st.mean(si) / st.mean(sp) - 1,
         )
-    res["overhead"]["decode_alternating_steps"] = alt
     print("overhead per-step alternating", alt, flush=True)
+    return alt
 
-    # -- agreement with LightLLM's static-test timing ---------------------------------
-    stt = [static_test_timing(model, spec, tokens, O) for _ in range(2 if args.quick else 3)]
-    ours = [phase_sums(run(True, O)[0]) for _ in range(2 if args.quick else 3)]
-    plain = [phase_sums(run(False, O)[0]) for _ in range(2 if args.quick else 3)]
+
+def bench_static(b: Bench, O, n) -> dict:
+    """Agreement with LightLLM's static-test timing: instrumented and plain runs against it, per phase."""
+    stt = [static_test_timing(b.model, b.spec, b.tokens, O) for _ in range(n)]
+    ours = [phase_sums(b.run(True, O)[0]) for _ in range(n)]
+    plain = [phase_sums(b.run(False, O)[0]) for _ in range(n)]
     agg = {}
-    for ph in ("prefill", "decode"):
+    for ph in PHASES:
         a = st.median(x[ph] for x in stt)
-        b = st.median(x[ph] for x in ours)
+        b_ = st.median(x[ph] for x in ours)
         c = st.median(x[ph] for x in plain)
         agg[ph] = dict(
             static_test_ms=a,
-            instrumented_events_ms=b,
+            instrumented_events_ms=b_,
             plain_events_ms=c,
-            instrumented_vs_static=b / a - 1,
+            instrumented_vs_static=b_ / a - 1,
             plain_vs_static=c / a - 1,
         )
-    res["static_test_agreement"] = agg
     print("static", agg, flush=True)
+    return agg
 
-    # -- sampled decode -------------------------------------------------------------
-    SO = 32 if args.quick else args.sample_steps
+
+def bench_sampled(b: Bench, SO) -> dict:
+    """decode_sample=k's estimate against the fully instrumented decode, and the integration error alone."""
     k = max(2, SO // 16)
-    full, t_full = run(True, SO)
-    samp, t_samp = run(True, SO, decode_sample=k)
+    full, t_full = b.run(True, SO)
+    samp, t_samp = b.run(True, SO, decode_sample=k)
     fo, so = op_table(full, "decode"), op_table(samp, "decode")
     tot_f = sum(v for op, v in fo.items())
     tot_s = sum(v for op, v in so.items())
@@ -259,7 +278,7 @@ def main():
         for op in sorted(set(fo) | set(so))
     }
     big = [op for op in per_op if op != UNATTRIBUTED and fo.get(op, 0) > 0.02 * tot_f]
-    res["sampled_decode"] = dict(
+    res = dict(
         steps=SO,
         sampled=k,
         fraction_instrumented=k / SO,
@@ -273,13 +292,18 @@ def main():
         wall_full_s=t_full,
         wall_sampled_s=t_samp,
     )
-    # integration error alone: subsample the fully instrumented run's own steps
-    from opbreak.timing import integrate_over_context, sample_steps
+    res.update(same_run_integration(full, k, tot_f))
+    print("sampled", {k_: v for k_, v in res.items() if k_ != "per_op"}, flush=True)
+    return res
 
+
+def same_run_integration(full, k, tot_f) -> dict:
+    """Integration error alone: k of the fully instrumented run's own decode steps, integrated by each method."""
     dsteps = [(s_, o_) for s_, o_ in zip(full.steps, full.step_ops) if s_["phase"] == "decode"]
     pick = sample_steps(len(dsteps), k)
     ops_all = sorted({op for _, o_ in dsteps for op in o_})
     exact = {op: sum(o_.get(op, 0.0) for _, o_ in dsteps) for op in ops_all}
+    out = {}
     for meth in ("linear_fit", "piecewise", "robust"):
         est = integrate_over_context(
             [dsteps[i][0]["context_len"] for i in pick],
@@ -287,32 +311,56 @@ def main():
             [s_["context_len"] for s_, _ in dsteps],
             method=meth,
         )
-        res["sampled_decode"][f"same_run_{meth}"] = dict(
+        out[f"same_run_{meth}"] = dict(
             named_rel=sum(est.values()) / sum(exact.values()) - 1,
             per_op_rel={op: est[op] / exact[op] - 1 for op in ops_all if exact[op] > 0},
             max_rel_big_ops=max(abs(est[op] / exact[op] - 1) for op in ops_all if exact[op] > 0.02 * tot_f),
         )
-    print("sampled", {k_: v for k_, v in res["sampled_decode"].items() if k_ != "per_op"}, flush=True)
+    return out
 
-    # -- torch_profiler ---------------------------------------------------------------
+
+def bench_profiler(b: Bench, steps, out: Path) -> dict:
+    """The torch_profiler method on a short run: closure, op sums next to cuda_events'; its trace in out."""
     try:
-        prof, _ = run(True, 8 if not args.quick else 4, method="torch_profiler")
-        ev, _ = run(True, 8 if not args.quick else 4)
-        pe = {ph: op_table(prof, ph) for ph in ("prefill", "decode")}
-        ee = {ph: op_table(ev, ph) for ph in ("prefill", "decode")}
-        res["torch_profiler"] = dict(closure=prof.phase_closure(), ops=pe, events_ops=ee, meta=prof.meta)
-        tp = prof.export_trace(Path(args.out) / "trace_profiler.json.gz")
-        res["torch_profiler"]["trace_bytes"] = os.path.getsize(tp) if tp else None
+        prof, _ = b.run(True, steps, method="torch_profiler")
+        ev, _ = b.run(True, steps)
+        pe = {ph: op_table(prof, ph) for ph in PHASES}
+        ee = {ph: op_table(ev, ph) for ph in PHASES}
+        res = dict(closure=prof.phase_closure(), ops=pe, events_ops=ee, meta=prof.meta)
+        tp = prof.export_trace(out / "trace_profiler.json.gz")
+        res["trace_bytes"] = os.path.getsize(tp) if tp else None
         print("profiler closure", prof.phase_closure(), flush=True)
-        for ph in ("prefill", "decode"):
+        for ph in PHASES:
             print(
                 " ", ph, {op: (round(pe[ph].get(op, 0), 3), round(ee[ph].get(op, 0), 3)) for op in ee[ph]}, flush=True
             )
+        return res
     except Exception as e:  # report, do not lose the other numbers
-        res["torch_profiler"] = dict(error=repr(e))
         print("profiler failed:", repr(e), flush=True)
+        return dict(error=repr(e))
 
-    Path(args.out, "bench.json").write_text(json.dumps(res, indent=1, default=str))
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    init()
+    lb.patch_collectives_for_emulation()
+    res = environment()
+    quick = args.quick
+    layers = 2 if quick else args.layers
+    O = 16 if quick else args.decode_steps
+    SO = 32 if quick else args.sample_steps
+    b = Bench(make_spec(layers, 20, 1024, max(O, SO)))
+    res["build"] = bench_build(b, layers)
+    print("build", res["build"], flush=True)
+    b.warm()
+    res["overhead"], res["closure"] = bench_overhead(b, O, layers, 2 if quick else args.pairs)
+    res["overhead"]["decode_alternating_steps"] = bench_alternating(b, 32 if quick else 512)
+    res["static_test_agreement"] = bench_static(b, O, 2 if quick else 3)
+    res["sampled_decode"] = bench_sampled(b, SO)
+    res["torch_profiler"] = bench_profiler(b, 4 if quick else 8, out)
+    (out / "bench.json").write_text(json.dumps(res, indent=1, default=str))
     print("done", flush=True)
 
 
