@@ -120,3 +120,16 @@ def fit_alpha_beta(sizes_bytes, times_s, n: int) -> tuple[float, float]:
     alpha, inv_bw = float(coef[0]), float(coef[1])
     bw = 1.0 / inv_bw if inv_bw > 0 else float("inf")
     return alpha, bw
+
+
+def fit_sweep(sweep: pd.DataFrame | None, n: int) -> dict | None:
+    """(alpha, B) of a config's link fitted to its measured sweep's table (:mod:`opbreak.sweep`), or
+    None where there is nothing to fit (no sweep, fewer than two sizes, one rank): then the catalog's
+    link stands (:func:`opbreak.hardware.catalog_link`)."""
+    if n < 2 or sweep is None or len(sweep) < 2:
+        return None
+    # Fit the 10th percentile: interference on shared hosts only ever adds time (sweeps of
+    # earlier versions have no percentiles: their median).
+    col = "time_p10_s" if "time_p10_s" in sweep else "time_s"
+    alpha, bw = fit_alpha_beta(sweep["size_bytes"], sweep[col], n)
+    return dict(alpha_s=alpha, bw_bytes_per_s=bw, source="fit")

@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .collectives import allreduce_terms, fit_alpha_beta, tp_scaling_explainer
+from .collectives import allreduce_terms, fit_alpha_beta, fit_sweep, tp_scaling_explainer
 from .config import DTYPE_BYTES
-from .hardware import link_between, topology_from_nvidia_smi
+from .hardware import catalog_link, ceilings_for
 from .nccl_tests import at_sizes
 from .ops import COLLECTIVE_OPS, MODEL_OPS, PHASES
 from .stats import ratio_ci
@@ -52,71 +52,12 @@ THEORY_OPS_COLUMNS = [  # theory ops.csv, in this order; the last three for theo
 ]
 
 
-def ceilings_for(spec, catalog, provenance):
-    """Peak compute and memory bandwidth: datasheet for GPUs, measured for the CPU."""
-    if spec["gpu"] == "cpu":
-        # One host, one set of ceilings: the median over every CPU run on the hosts this
-        # config ran on, so configs of one machine share them (a pair's ratio is then 1).
-        hosts = {p["host"] for p in provenance if p["config"] == spec["name"]}
-        rows = [
-            p["ceilings"] for p in provenance if p["host"] in hosts and p.get("ceilings") and p["spec"]["gpu"] == "cpu"
-        ]
-        if not rows:
-            return dict(peak_tflops=math.nan, mem_bw_GBps=math.nan, source="missing")
-        return dict(
-            peak_tflops=float(np.median([r["peak_tflops"] for r in rows])),
-            mem_bw_GBps=float(np.median([r["mem_bw_GBps"] for r in rows])),
-            source="measured",
-        )
-    hw = catalog["gpus"][spec["gpu"]]
-    peak = hw.get("peak_tflops")
-    if isinstance(peak, dict):  # per-dtype peaks
-        peak = peak.get(spec["dtype"], peak.get("float16"))
-    if spec["dtype"] == "float32" and hw.get("peak_tflops_fp32"):
-        peak = hw["peak_tflops_fp32"]
-    return dict(peak_tflops=float(peak), mem_bw_GBps=float(hw["mem_bw_GBps"]), source="datasheet")
-
-
-def _physical_ids(prov, spec):
-    """GPU ids as nvidia-smi numbers them: the job's CUDA_VISIBLE_DEVICES (set by preflight)."""
-    cvd = ((prov.get("env") or {}).get("CUDA_VISIBLE_DEVICES") or "").split(",")
-    return [int(x) for x in cvd] if cvd and all(x.strip().isdigit() for x in cvd) else spec["gpu_ids"]
-
-
-def link_for(spec, catalog, sweep: pd.DataFrame | None, provenance=()):
-    """All-reduce (alpha, B): fitted to this config's measured sweep, else from the catalog
-    (topology as the config states it; ``auto`` reads the recorded ``nvidia-smi topo -m``)."""
-    n = spec["tp"]
-    if n < 2:
-        return None
-    if sweep is not None and len(sweep) >= 2:
-        # Fit the 10th percentile: interference on shared hosts only ever adds time.
-        col = "time_p10_s" if "time_p10_s" in sweep else "time_s"
-        alpha, bw = fit_alpha_beta(sweep["size_bytes"], sweep[col], n)
-        return dict(alpha_s=alpha, bw_bytes_per_s=bw, source="fit")
-    if spec["gpu"] == "cpu":
-        return None
-    if spec["transport"] != "auto":
-        return None  # the catalog has no number for the host-memory path: only a measured sweep models it
-    topology = spec["topology"]
-    if topology == "auto" and not spec["emulate_tp"]:
-        seen = {
-            topology_from_nvidia_smi(p.get("topology") or "", _physical_ids(p, spec))
-            for p in provenance
-            if p.get("config") == spec["name"]
-        } - {None}
-        if len(seen) == 1:
-            topology = seen.pop()
-    link = link_between(catalog, spec["gpu"], topology, n)
-    return dict(alpha_s=link["alpha_s"], bw_bytes_per_s=link["bw_bytes_per_s"], source="catalog")
-
-
 def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     """Per (phase, op): costs, roofline and measured efficiency for one config."""
     ceil = ceilings_for(spec, catalog, provenance)
-    link = link_for(spec, catalog, sweep, provenance)
     # the catalog's link as well: predict mode's collective efficiencies are ratios to it
-    catalog_link = link_for(spec, catalog, None, provenance) if sweep is not None else link
+    on_catalog = catalog_link(spec, catalog, provenance)
+    link = fit_sweep(sweep, spec["tp"]) or on_catalog
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
     parts = []
     for phase in PHASES:
@@ -130,7 +71,7 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
             phase=phase,
         )
         roof = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=link)
-        cat = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=catalog_link)
+        cat = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=on_catalog)
         roof["t_link_catalog_s"] = cat["t_link_s"].to_numpy()
         roof.insert(0, "phase", phase)
         parts.append(roof)
