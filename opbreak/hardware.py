@@ -1,4 +1,4 @@
-"""The hardware catalog (config/hardware.yaml): load, validate, look up, link model.
+"""The hardware catalog (config/hardware.yaml): load, validate, look up; a config's ceilings and link.
 
 Why: every theoretical number in the report is a ratio of datasheet ceilings, so
 each ceiling lives in one sourced file and a typo there must fail loudly, naming the
@@ -8,16 +8,22 @@ backend's roofline compares against what this machine actually does.
 Link convention: the catalog stores datasheet BIDIRECTIONAL totals (``nvlink_GBps``,
 ``pcie.GBps``); :func:`link_between` hands the ring model the per-direction bandwidth
 (half of it). Ratios of either are the same (600/112.5 = 5.33, 112.5/64 = 1.76).
+
+A config's ceilings (:func:`ceilings_for`) and catalog link (:func:`catalog_link`) are read
+here, where the catalog is; the link fitted to a measured sweep instead is
+:func:`opbreak.collectives.fit_sweep` (this module imports no model: it is the bottom floor).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import yaml
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "config" / "hardware.yaml"
@@ -76,6 +82,13 @@ def validate_catalog(cat: Mapping, path="<dict>") -> dict:
         for f in ("peak_tflops", "mem_bw_GBps", "nvlink_GBps", "pcie"):
             if f in e and f not in src:
                 _fail(path, key, f"sources.{f}", f"no source given for {f}")
+    links = cat.get("links")
+    if not isinstance(links, Mapping):
+        _fail(path, "links", "<entry>", "missing mapping {nvlink: {alpha_us}, pcie: {alpha_us}}")
+    for kind in ("nvlink", "pcie"):  # the kinds link_between resolves every topology to
+        if not isinstance(links.get(kind), Mapping):
+            _fail(path, "links", kind, "missing mapping {alpha_us}")
+        _positive(path, "links", links[kind], "alpha_us", prefix=f"{kind}.")
     cpu = cat.get("cpu")
     if cpu is not None:
         if not isinstance(cpu, Mapping) or cpu.get("measured") is not True:
@@ -130,28 +143,25 @@ def cpu_entry(catalog: Mapping, ceilings: Mapping | None = None) -> dict:
     return e
 
 
-def link_between(catalog: Mapping, gpu_key: str, topology: Mapping | str | None, ranks: int | Sequence) -> dict:
+def link_between(catalog: Mapping, gpu_key: str, topology: Mapping | str, ranks: int | Sequence) -> dict:
     """The link a ring all-reduce over ``ranks`` GPUs runs at: the slowest on the ring.
 
-    topology: ``{link: nvlink|pcie|nvlink-pairs|auto|none}`` (or the bare string);
-    optional ``pcie_GBps`` (bidirectional, e.g. a slower PXB path) and ``alpha_us``
-    overrides. nvlink-pairs (A40 bridges, PCIe A100/H100 bridges): NVLink only when the
-    ring is one bridged pair (n == 2); for n > 2 the ring crosses PCIe. auto: from the
-    catalog's ``nvlink_topology`` (all -> nvlink, pairs -> nvlink-pairs, no NVLink ->
-    pcie); none (no peer link): PCIe through the host. Returns kind,
-    bidir_GBps, bw_bytes_per_s (per direction = bidir/2, the ring model's B), alpha_s, n.
+    topology: nvlink|pcie|nvlink-pairs|auto|none (or ``{link: ...}``). nvlink-pairs (A40
+    bridges, PCIe A100/H100 bridges): NVLink only when the ring is one bridged pair (n == 2);
+    for n > 2 the ring crosses PCIe. auto: from the catalog's ``nvlink_topology`` (all ->
+    nvlink, pairs -> nvlink-pairs, no NVLink -> pcie); none (no peer link): PCIe through the
+    host. The latency is the catalog's ``links.<kind>.alpha_us``. Returns kind, bidir_GBps,
+    bw_bytes_per_s (per direction = bidir/2, the ring model's B), alpha_s, n.
     """
     n = ranks if isinstance(ranks, int) else len(ranks)
     gpu = lookup_gpu(catalog, gpu_key)
-    topo = {"link": topology} if isinstance(topology, str) else dict(topology or {})
-    kind = topo.get("link", "auto")
+    kind = topology if isinstance(topology, str) else topology["link"]
     if kind not in TOPOLOGIES:
         raise ValueError(f"topology link must be one of {TOPOLOGIES}, got {kind!r}")
-    if kind == "auto":
+    if kind == "auto":  # .get: a GPU without NVLink has no nvlink_topology
         kind = {"all": "nvlink", "pairs": "nvlink-pairs"}.get(gpu.get("nvlink_topology"), "pcie")
     elif kind == "none":
         kind = "pcie"
-    alphas = {k: float(v.get("alpha_us", 0.0)) for k, v in catalog.get("links", {}).items() if isinstance(v, Mapping)}
     if n <= 1:
         return {"kind": "none", "bidir_GBps": float("inf"), "bw_bytes_per_s": float("inf"), "alpha_s": 0.0, "n": n}
     if kind == "nvlink-pairs":
@@ -161,8 +171,8 @@ def link_between(catalog: Mapping, gpu_key: str, topology: Mapping | str | None,
             raise ValueError(f"GPU {gpu_key!r} has no NVLink in the catalog")
         bidir = float(gpu["nvlink_GBps"])
     else:
-        bidir = float(topo.get("pcie_GBps", gpu["pcie"]["GBps"]))
-    alpha_us = float(topo.get("alpha_us", alphas.get(kind, 0.0)))
+        bidir = float(gpu["pcie"]["GBps"])
+    alpha_us = float(catalog["links"][kind]["alpha_us"])
     return {
         "kind": kind,
         "bidir_GBps": bidir,
@@ -196,6 +206,60 @@ def topology_from_nvidia_smi(text: str, gpu_ids: Sequence[int]) -> str | None:
             return None
         kinds.append("nvlink" if cell.startswith("NV") else "pcie")
     return "pcie" if "pcie" in kinds else "nvlink"
+
+
+# --------------------------------------------------------------------------- a config's ceilings and link
+def ceilings_for(spec, catalog, provenance) -> dict:
+    """Peak compute and memory bandwidth of a config: datasheet for GPUs, measured for the CPU."""
+    if spec["gpu"] == "cpu":
+        # One host, one set of ceilings: the median over every CPU run on the hosts this
+        # config ran on, so configs of one machine share them (a pair's ratio is then 1).
+        hosts = {p["host"] for p in provenance if p["config"] == spec["name"]}
+        rows = [  # .get: runs of earlier versions recorded no ceilings
+            p["ceilings"] for p in provenance if p["host"] in hosts and p.get("ceilings") and p["spec"]["gpu"] == "cpu"
+        ]
+        if not rows:
+            return dict(peak_tflops=math.nan, mem_bw_GBps=math.nan, source="missing")
+        return dict(
+            peak_tflops=float(np.median([r["peak_tflops"] for r in rows])),
+            mem_bw_GBps=float(np.median([r["mem_bw_GBps"] for r in rows])),
+            source="measured",
+        )
+    hw = catalog["gpus"][spec["gpu"]]
+    peak = hw["peak_tflops"]
+    if spec["dtype"] == "float32" and hw.get("peak_tflops_fp32"):  # optional: not every datasheet gives it
+        peak = hw["peak_tflops_fp32"]
+    return dict(peak_tflops=float(peak), mem_bw_GBps=float(hw["mem_bw_GBps"]), source="datasheet")
+
+
+def _physical_ids(prov, spec):
+    """GPU ids as nvidia-smi numbers them: the job's CUDA_VISIBLE_DEVICES (set by preflight).
+    Runs of earlier versions recorded no ``env``: then the config's own ``gpu_ids``."""
+    cvd = ((prov.get("env") or {}).get("CUDA_VISIBLE_DEVICES") or "").split(",")
+    return [int(x) for x in cvd] if cvd and all(x.strip().isdigit() for x in cvd) else spec["gpu_ids"]
+
+
+def catalog_link(spec, catalog, provenance=()) -> dict | None:
+    """A config's all-reduce (alpha, B) from the catalog, or None where the catalog has no number
+    for it: one rank, the CPU, or a transport other than ``auto`` (the host-memory path: only a
+    measured sweep models it; the fit to one is :func:`opbreak.collectives.fit_sweep`).
+
+    Topology as the config states it; ``auto`` reads the ``nvidia-smi topo -m`` its runs recorded
+    (the catalog's ``nvlink_topology`` decides where they recorded none or disagree)."""
+    n = spec["tp"]
+    if n < 2 or spec["gpu"] == "cpu" or spec["transport"] != "auto":
+        return None
+    topology = spec["topology"]
+    if topology == "auto" and not spec["emulate_tp"]:
+        seen = {  # .get: only CUDA runs record a topology, and nvidia-smi may have failed
+            topology_from_nvidia_smi(p.get("topology") or "", _physical_ids(p, spec))
+            for p in provenance
+            if p["config"] == spec["name"]
+        } - {None}
+        if len(seen) == 1:
+            topology = seen.pop()
+    link = link_between(catalog, spec["gpu"], topology, n)
+    return dict(alpha_s=link["alpha_s"], bw_bytes_per_s=link["bw_bytes_per_s"], source="catalog")
 
 
 def measure_cpu_ceilings(dtype=None, *, matmul_n: int = 1024, copy_mib: int = 64, runs: int = 5) -> dict:

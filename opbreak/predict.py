@@ -297,18 +297,21 @@ def build_predictions(
     phase_summary,
     pairs_decl,
     efficiencies,
-    calibrate_spec=None,
-    claims_path=None,
-    tol=0.25,
+    calibrate_spec,
+    claims_path,
+    tol,
+    catalog,
     root=".",
 ) -> dict:
-    """Every predict-mode table of the theory step (written by scripts/theory.py)."""
+    """Every predict-mode table of the theory step (written by scripts/theory.py), from the study's
+    resolved config: ``calibrate_spec`` its ``calibrate_from`` (None: the sourced defaults alone),
+    ``claims_path`` its ``seed_claims``, ``tol`` its ``ratio_flag``, ``catalog`` its hardware catalog."""
 
     defaults, threshold = load_efficiencies(efficiencies)
     eff = merge_efficiencies(defaults, calibration_from(calibrate_spec, root))
     pred = predict_ops(theory, eff, measured_configs(phase_summary))
     phases = predict_phases(pred, theory, ops_summary, phase_summary, threshold)
-    claims = evaluate(load_claims(claims_path), pred, tol, root) if claims_path else None
+    claims = evaluate(load_claims(claims_path), pred, tol, root, catalog) if claims_path else None
     return dict(
         predicted=pred,
         predicted_phases=phases,

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from .contract import CLAIM_COLUMNS
+from .hardware import lookup_gpu
 from .ops import HOST_OPS
 
 SPEED_KINDS = ("speedup", "at_most", "differ_by")
@@ -132,28 +133,27 @@ def _dominant_rows(c, pred, root) -> list[dict]:
 RESOURCES = {"compute": "peak_tflops", "memory": "mem_bw_GBps"}
 
 
-def analogue_theory(an: dict, root=".") -> float:
-    """The analogue's own datasheet ratio (``against: {a_gpu, b_gpu, resource}``, from config/hardware.yaml),
-    for an analogue on other GPUs than the seed's: a claim that a speedup follows a resource ratio is
-    checked on the analogue against the analogue's ratio. NaN without ``against``."""
+def analogue_theory(an: dict, catalog) -> float:
+    """The analogue's own datasheet ratio (``against: {a_gpu, b_gpu, resource}``, from the study's
+    hardware catalog), for an analogue on other GPUs than the seed's: a claim that a speedup follows a
+    resource ratio is checked on the analogue against the analogue's ratio. NaN without ``against``."""
     ag = an.get("against")
     if not ag:
         return math.nan
-    from .hardware import load_catalog, lookup_gpu
-
-    cat = load_catalog(Path(root) / ag.get("catalog", "config/hardware.yaml"))
+    if catalog is None:
+        raise ValueError(f"an analogue compares {ag['a_gpu']} with {ag['b_gpu']}: its ratio needs the hardware catalog")
     field = RESOURCES[ag["resource"]]
-    return float(lookup_gpu(cat, ag["a_gpu"])[field]) / float(lookup_gpu(cat, ag["b_gpu"])[field])
+    return float(lookup_gpu(catalog, ag["a_gpu"])[field]) / float(lookup_gpu(catalog, ag["b_gpu"])[field])
 
 
-def _speed_row(c, pred, tol, root) -> dict:
+def _speed_row(c, pred, tol, root, catalog) -> dict:
     ta = _sum_ms(pred, c["a"], c["phase"], c["ops"], "predicted_ms")
     tb = _sum_ms(pred, c["b"], c["phase"], c["ops"], "predicted_ms")
     p = value_of(c["kind"], tb / ta if ta > 0 else math.nan)
     an = c.get("analogue") or {}
     av, src = _analogue(an, c, root)
     seed = float(c["seed_value"])
-    theory = analogue_theory(an, root)
+    theory = analogue_theory(an, catalog)
     return dict(
         _base(c),
         config=f"{c['a']} vs {c['b']}",
@@ -167,12 +167,13 @@ def _speed_row(c, pred, tol, root) -> dict:
     )
 
 
-def evaluate(claims, pred: pd.DataFrame, tol: float, root=".") -> pd.DataFrame:
-    """One row per claim (per config for dominant-op claims): seed, prediction, analogue, agreement."""
+def evaluate(claims, pred: pd.DataFrame, tol: float, root=".", catalog=None) -> pd.DataFrame:
+    """One row per claim (per config for dominant-op claims): seed, prediction, analogue, agreement.
+    ``catalog``: the study's hardware catalog, needed only by analogues that compare GPUs (``against``)."""
     rows = []
     for c in claims:
         if c["kind"] == "dominant_op":
             rows += _dominant_rows(c, pred, root)
         else:
-            rows.append(_speed_row(c, pred, tol, root))
+            rows.append(_speed_row(c, pred, tol, root, catalog))
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)

@@ -39,6 +39,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from opbreak.collectives import ring_allgather_time, ring_allreduce_time
 from opbreak.ops import COLLECTIVE_OPS, MODEL_OPS
 
 # Approximate elementwise FLOP constants (stated so they can be audited).
@@ -99,47 +100,48 @@ def _shard(model: Mapping, tp: int) -> dict:
     )
 
 
-def _forward_rows(
-    model: Mapping,
-    *,
-    batch: int,
-    new_per_seq: int,
-    n_forwards: int,
-    pairs_per_head: float,
-    kv_read_tokens: float,
-    tp: int,
-    b: int,
-) -> pd.DataFrame:
-    """Costs of ``n_forwards`` forwards that each process ``batch*new_per_seq`` tokens.
-
-    ``pairs_per_head`` = total causal (query, key) pairs per attention head summed
-    over the batch and all forwards; ``kv_read_tokens`` = total cached tokens whose
-    K and V the attention must read (summed likewise). Everything else is linear in
-    the token count, plus per-forward weight reads.
-    """
-    s = _shard(model, tp)
-    h, d, L = s["h"], s["d"], s["L"]
-    q_r, kv_r, i_r, v_r, V = s["q_r"], s["kv_r"], s["inter_r"], s["vocab_r"], s["vocab"]
-    F = n_forwards
-    T = batch * new_per_seq * F  # tokens over all forwards
-    last = batch * F  # last-token rows reaching final_norm / lm_head / sampling
-    qkv_w = h * (q_r + 2 * kv_r) * d
-    ar_calls = (2 * L + 1) * F if tp > 1 else 0
-    ag_calls = F if tp > 1 else 0
-    ar_msg_total = T * h * b if tp > 1 else 0  # bytes summed over one call per token set
-    rows = {
+def _vocab_costs(s: dict, T, F, last, b) -> dict:
+    """The ends that touch the vocabulary: the embedding lookup of the new tokens, and lm_head and
+    sampling of each sequence's last token (all ``(flops, bytes, comm_bytes, calls)``)."""
+    h, v_r, V, tp = s["h"], s["vocab_r"], s["vocab"], s["tp"]
+    return {
         "embedding": (
             0,
             T * TOKEN_ID_BYTES + T * h * b / tp + T * h * b,
             0,
             F,
         ),
-        "attn_norm": (
-            L * NORM_FLOPS_PER_ELEM * T * h,
-            L * (2 * T * h * b + F * h * b),
+        "lm_head": (
+            2 * last * h * v_r,
+            F * v_r * h * b + last * h * b + last * v_r * b,
             0,
-            L * F,
+            F,
         ),
+        "sampling": (
+            SAMPLING_FLOPS_PER_LOGIT * last * V,
+            last * V * b + last * TOKEN_ID_BYTES,
+            0,
+            F,
+        ),
+    }
+
+
+def _norm_cost(layers, rows, F, h, b) -> tuple:
+    """An RMSNorm over ``rows`` tokens in each of ``layers`` layers, its weight read once per forward."""
+    return (
+        layers * NORM_FLOPS_PER_ELEM * rows * h,
+        layers * (2 * rows * h * b + F * h * b),
+        0,
+        layers * F,
+    )
+
+
+def _attention_costs(s: dict, T, F, b, pairs_per_head, kv_read_tokens) -> dict:
+    """The attention block's matmuls and kernels over all layers (its norm and all_reduce apart)."""
+    h, d, L = s["h"], s["d"], s["L"]
+    q_r, kv_r = s["q_r"], s["kv_r"]
+    qkv_w = h * (q_r + 2 * kv_r) * d
+    return {
         "qkv_proj": (
             L * (2 * T * qkv_w + ROTARY_FLOPS_PER_ELEM * T * (q_r + kv_r) * d),
             L * (F * qkv_w * b + T * h * b + T * (q_r + 2 * kv_r) * d * b + T * d * b),
@@ -164,6 +166,28 @@ def _forward_rows(
             0,
             L * F,
         ),
+    }
+
+
+def _ffn_cost(s: dict, T, F, b) -> tuple:
+    """The SwiGLU MLP over all layers: gate, up and down projections, the gate's activation fused."""
+    h, L, i_r = s["h"], s["L"], s["inter_r"]
+    return (
+        L * (2 * T * h * i_r * 3 + SWIGLU_FLOPS_PER_ELEM * T * i_r),
+        L * (F * 3 * h * i_r * b + 2 * T * h * b),
+        0,
+        L * F,
+    )
+
+
+def _collective_costs(s: dict, T, F, last, b) -> dict:
+    """The TP collectives: two all_reduces per layer plus the embedding's, one logits all_gather per
+    forward; nothing runs at tp == 1."""
+    h, L, v_r, tp = s["h"], s["L"], s["vocab_r"], s["tp"]
+    ar_calls = (2 * L + 1) * F if tp > 1 else 0
+    ag_calls = F if tp > 1 else 0
+    ar_msg_total = T * h * b if tp > 1 else 0  # bytes summed over one call per token set
+    return {
         "all_reduce": (
             # reduce-scatter adds (n-1)/n of the buffer; device traffic read+write M
             ((2 * L + 1) * T * h * (tp - 1) / tp) if tp > 1 else 0,
@@ -171,45 +195,48 @@ def _forward_rows(
             (2 * L + 1) * ar_msg_total,
             ar_calls,
         ),
-        "ffn_norm": (
-            L * NORM_FLOPS_PER_ELEM * T * h,
-            L * (2 * T * h * b + F * h * b),
-            0,
-            L * F,
-        ),
-        "ffn": (
-            L * (2 * T * h * i_r * 3 + SWIGLU_FLOPS_PER_ELEM * T * i_r),
-            L * (F * 3 * h * i_r * b + 2 * T * h * b),
-            0,
-            L * F,
-        ),
-        "final_norm": (
-            NORM_FLOPS_PER_ELEM * last * h,
-            2 * last * h * b + F * h * b,
-            0,
-            F,
-        ),
-        "lm_head": (
-            2 * last * h * v_r,
-            F * v_r * h * b + last * h * b + last * v_r * b,
-            0,
-            F,
-        ),
         "logits_gather": (
             0,
             (last * v_r * b + last * v_r * tp * b) if tp > 1 else 0,
             last * v_r * tp * b if tp > 1 else 0,
             ag_calls,
         ),
-        "sampling": (
-            SAMPLING_FLOPS_PER_LOGIT * last * V,
-            last * V * b + last * TOKEN_ID_BYTES,
-            0,
-            F,
-        ),
     }
-    assert tuple(rows) == MODEL_OPS, "theory rows out of sync with opbreak.ops.MODEL_OPS"
-    df = pd.DataFrame([(op, *map(float, vals)) for op, vals in rows.items()], columns=COST_COLUMNS)
+
+
+def _forward_rows(
+    model: Mapping,
+    *,
+    batch: int,
+    new_per_seq: int,
+    n_forwards: int,
+    pairs_per_head: float,
+    kv_read_tokens: float,
+    tp: int,
+    b: int,
+) -> pd.DataFrame:
+    """Costs of ``n_forwards`` forwards that each process ``batch*new_per_seq`` tokens.
+
+    ``pairs_per_head`` = total causal (query, key) pairs per attention head summed
+    over the batch and all forwards; ``kv_read_tokens`` = total cached tokens whose
+    K and V the attention must read (summed likewise). Everything else is linear in
+    the token count, plus per-forward weight reads.
+    """
+    s = _shard(model, tp)
+    F = n_forwards
+    T = batch * new_per_seq * F  # tokens over all forwards
+    last = batch * F  # last-token rows reaching final_norm / lm_head / sampling
+    rows = {
+        **_vocab_costs(s, T, F, last, b),
+        "attn_norm": _norm_cost(s["L"], T, F, s["h"], b),
+        **_attention_costs(s, T, F, b, pairs_per_head, kv_read_tokens),
+        **_collective_costs(s, T, F, last, b),
+        "ffn_norm": _norm_cost(s["L"], T, F, s["h"], b),
+        "ffn": _ffn_cost(s, T, F, b),
+        "final_norm": _norm_cost(1, last, F, s["h"], b),
+    }
+    assert set(rows) == set(MODEL_OPS), "theory rows out of sync with opbreak.ops.MODEL_OPS"
+    df = pd.DataFrame([(op, *map(float, rows[op])) for op in MODEL_OPS], columns=COST_COLUMNS)
     df["calls"] = df["calls"].astype(np.int64)
     return df
 
@@ -337,8 +364,6 @@ def roofline(
     tp == 1). Resource columns are
     kept so :func:`theoretical_ratio` needs nothing else.
     """
-    from opbreak.collectives import ring_allgather_time, ring_allreduce_time
-
     out = costs.copy()
     peak = float(hw[peak_key]) * 1e12
     mem_bw = float(hw["mem_bw_GBps"]) * 1e9

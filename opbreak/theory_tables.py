@@ -1,9 +1,11 @@
 """The theory step: join exact costs and rooflines with what was measured.
 
 Pure functions from the aggregated tables, the specs and the hardware catalog
-to the tables under results/theory/ (column contract in README.md). Every
-theoretical number comes from opbreak.theory / opbreak.collectives; every
-measured one from results/aggregate.
+to the tables under results/theory/ (their columns: opbreak.contract). Every
+theoretical number comes from opbreak.theory (costs, rooflines),
+opbreak.collectives (the all-reduce model and its fit) or opbreak.hardware (the
+catalog's ceilings and links); every measured one from results/aggregate and the
+sweeps.
 """
 
 from __future__ import annotations
@@ -13,81 +15,22 @@ import math
 import numpy as np
 import pandas as pd
 
-from .collectives import allreduce_terms, fit_alpha_beta, tp_scaling_explainer
+from .collectives import allreduce_terms, fit_alpha_beta, fit_sweep, tp_scaling_explainer
 from .config import DTYPE_BYTES
 from .contract import ALLREDUCE_COLUMNS, THEORY_OPS_COLUMNS
-from .hardware import link_between, topology_from_nvidia_smi
+from .hardware import catalog_link, ceilings_for
 from .nccl_tests import at_sizes
 from .ops import COLLECTIVE_OPS, MODEL_OPS, PHASES
 from .stats import ratio_ci
 from .theory import decode_step_costs, op_costs, roofline, theoretical_ratio, vanilla_gpt_flops
 
 
-def ceilings_for(spec, catalog, provenance):
-    """Peak compute and memory bandwidth: datasheet for GPUs, measured for the CPU."""
-    if spec["gpu"] == "cpu":
-        # One host, one set of ceilings: the median over every CPU run on the hosts this
-        # config ran on, so configs of one machine share them (a pair's ratio is then 1).
-        hosts = {p["host"] for p in provenance if p["config"] == spec["name"]}
-        rows = [
-            p["ceilings"] for p in provenance if p["host"] in hosts and p.get("ceilings") and p["spec"]["gpu"] == "cpu"
-        ]
-        if not rows:
-            return dict(peak_tflops=math.nan, mem_bw_GBps=math.nan, source="missing")
-        return dict(
-            peak_tflops=float(np.median([r["peak_tflops"] for r in rows])),
-            mem_bw_GBps=float(np.median([r["mem_bw_GBps"] for r in rows])),
-            source="measured",
-        )
-    hw = catalog["gpus"][spec["gpu"]]
-    peak = hw.get("peak_tflops")
-    if isinstance(peak, dict):  # per-dtype peaks
-        peak = peak.get(spec["dtype"], peak.get("float16"))
-    if spec["dtype"] == "float32" and hw.get("peak_tflops_fp32"):
-        peak = hw["peak_tflops_fp32"]
-    return dict(peak_tflops=float(peak), mem_bw_GBps=float(hw["mem_bw_GBps"]), source="datasheet")
-
-
-def _physical_ids(prov, spec):
-    """GPU ids as nvidia-smi numbers them: the job's CUDA_VISIBLE_DEVICES (set by preflight)."""
-    cvd = ((prov.get("env") or {}).get("CUDA_VISIBLE_DEVICES") or "").split(",")
-    return [int(x) for x in cvd] if cvd and all(x.strip().isdigit() for x in cvd) else spec["gpu_ids"]
-
-
-def link_for(spec, catalog, sweep: pd.DataFrame | None, provenance=()):
-    """All-reduce (alpha, B): fitted to this config's measured sweep, else from the catalog
-    (topology as the config states it; ``auto`` reads the recorded ``nvidia-smi topo -m``)."""
-    n = spec["tp"]
-    if n < 2:
-        return None
-    if sweep is not None and len(sweep) >= 2:
-        # Fit the 10th percentile: interference on shared hosts only ever adds time.
-        col = "time_p10_s" if "time_p10_s" in sweep else "time_s"
-        alpha, bw = fit_alpha_beta(sweep["size_bytes"], sweep[col], n)
-        return dict(alpha_s=alpha, bw_bytes_per_s=bw, source="fit")
-    if spec["gpu"] == "cpu":
-        return None
-    if spec["transport"] != "auto":
-        return None  # the catalog has no number for the host-memory path: only a measured sweep models it
-    topology = spec["topology"]
-    if topology == "auto" and not spec["emulate_tp"]:
-        seen = {
-            topology_from_nvidia_smi(p.get("topology") or "", _physical_ids(p, spec))
-            for p in provenance
-            if p.get("config") == spec["name"]
-        } - {None}
-        if len(seen) == 1:
-            topology = seen.pop()
-    link = link_between(catalog, spec["gpu"], topology, n)
-    return dict(alpha_s=link["alpha_s"], bw_bytes_per_s=link["bw_bytes_per_s"], source="catalog")
-
-
 def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
     """Per (phase, op): costs, roofline and measured efficiency for one config."""
     ceil = ceilings_for(spec, catalog, provenance)
-    link = link_for(spec, catalog, sweep, provenance)
     # the catalog's link as well: predict mode's collective efficiencies are ratios to it
-    catalog_link = link_for(spec, catalog, None, provenance) if sweep is not None else link
+    on_catalog = catalog_link(spec, catalog, provenance)
+    link = fit_sweep(sweep, spec["tp"]) or on_catalog
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])
     parts = []
     for phase in PHASES:
@@ -101,7 +44,7 @@ def theory_ops(spec, catalog, provenance, sweep, summary: pd.DataFrame):
             phase=phase,
         )
         roof = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=link)
-        cat = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=catalog_link)
+        cat = roofline(costs, hw, n_gpus=spec["tp"], allreduce_params=on_catalog)
         roof["t_link_catalog_s"] = cat["t_link_s"].to_numpy()
         roof.insert(0, "phase", phase)
         parts.append(roof)
@@ -278,45 +221,37 @@ def _size_row(base: dict, kind: str, r, n, bw, alpha, **extra) -> dict:
     )
 
 
-def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame | None = None):
-    """Sweep points vs the fitted model (with nccl-tests at the same sizes where it ran), nccl-tests'
-    own points vs a model fitted to them, per-phase collectives vs the model, 4-vs-8 explainer."""
-    if link is None:
-        return []
-    n, alpha, bw = spec["tp"], link["alpha_s"], link["bw_bytes_per_s"]
-    base = dict(
-        config=spec["name"],
-        n=n,
-        alpha_us=alpha * 1e6,
-        bw_GBps=bw / 1e9,
-        source=link["source"],
-        fit_on=FIT_ON[link["source"]],
-        transport=spec["transport"],
-    )
+def _sweep_rows(base, sweep, nccl, n, bw, alpha) -> list[dict]:
+    """The sweep's sizes against the model, with nccl-tests at the same sizes where it ran."""
+    ref = at_sizes(nccl, sweep["size_bytes"]) * 1e3
+    return [
+        _size_row(
+            base,
+            "sweep",
+            r,
+            n,
+            bw,
+            alpha,
+            sweep_min_ms=_col_ms(r, "time_min_s"),
+            graph_ms=_col_ms(r, "graph_time_s"),
+            percall_ms=_col_ms(r, "percall_median_s"),
+            nccl_tests_ms=ref_ms,
+        )
+        for (_, r), ref_ms in zip(sweep.iterrows(), ref)
+    ]
+
+
+def _nccl_tests_rows(base, nccl, n) -> list[dict]:
+    """nccl-tests' own sizes against a model fitted to them (NCCL's floor, no framework call)."""
+    na, nb = fit_alpha_beta(nccl["size_bytes"], nccl["time_s"], n)
+    nbase = dict(base, alpha_us=na * 1e6, bw_GBps=nb / 1e9, source="fit to nccl-tests")
+    nbase["fit_on"] = FIT_ON["fit to nccl-tests"]
+    return [_size_row(nbase, "nccl_tests", r, n, nb, na, nccl_tests_ms=r["time_s"] * 1e3) for _, r in nccl.iterrows()]
+
+
+def _phase_rows(base, spec, theory, sweep, n, bw, alpha) -> list[dict]:
+    """Per phase, the config's own all_reduce message: measured per call against the model and the sweep."""
     rows = []
-    if sweep is not None:
-        ref = at_sizes(nccl, sweep["size_bytes"]) * 1e3
-        for (_, r), ref_ms in zip(sweep.iterrows(), ref):
-            rows.append(
-                _size_row(
-                    base,
-                    "sweep",
-                    r,
-                    n,
-                    bw,
-                    alpha,
-                    sweep_min_ms=_col_ms(r, "time_min_s"),
-                    graph_ms=_col_ms(r, "graph_time_s"),
-                    percall_ms=_col_ms(r, "percall_median_s"),
-                    nccl_tests_ms=ref_ms,
-                )
-            )
-    if nccl is not None and len(nccl) >= 2 and n >= 2:
-        na, nb = fit_alpha_beta(nccl["size_bytes"], nccl["time_s"], n)
-        nbase = dict(base, alpha_us=na * 1e6, bw_GBps=nb / 1e9, source="fit to nccl-tests")
-        nbase["fit_on"] = FIT_ON["fit to nccl-tests"]
-        for _, r in nccl.iterrows():
-            rows.append(_size_row(nbase, "nccl_tests", r, n, nb, na, nccl_tests_ms=r["time_s"] * 1e3))
     for _, r in theory[(theory["config"] == spec["name"]) & (theory["op"] == "all_reduce")].iterrows():
         calls = r["calls_theory"]
         if not calls:
@@ -337,6 +272,11 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame |
                 sweep_ms=sweep_at(sweep, msg),
             )
         )
+    return rows
+
+
+def _tp_scaling_rows(base, spec, n, bw, alpha) -> list[dict]:
+    """The 4-vs-8 explainer on this link: the config's messages at n, 4 and 8 ranks."""
     m = spec["model"]
     ex = tp_scaling_explainer(
         hidden_size=m["hidden_size"],
@@ -347,21 +287,43 @@ def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame |
         bw_bytes_per_s=bw,
         ns=sorted({n, 4, 8}),
     )
-    for _, r in ex.iterrows():
-        rows.append(
-            dict(
-                base,
-                kind="tp_scaling",
-                phase=r["phase"],
-                n=int(r["n"]),
-                size_bytes=r["msg_bytes"],
-                measured_ms=math.nan,
-                model_ms=r["total_s"] * 1e3,
-                t_latency_ms=r["latency_s"] * 1e3,
-                t_bandwidth_ms=r["bandwidth_s"] * 1e3,
-            )
+    return [
+        dict(
+            base,
+            kind="tp_scaling",
+            phase=r["phase"],
+            n=int(r["n"]),
+            size_bytes=r["msg_bytes"],
+            measured_ms=math.nan,
+            model_ms=r["total_s"] * 1e3,
+            t_latency_ms=r["latency_s"] * 1e3,
+            t_bandwidth_ms=r["bandwidth_s"] * 1e3,
         )
-    return rows
+        for _, r in ex.iterrows()
+    ]
+
+
+def allreduce_rows(spec, link, sweep, theory: pd.DataFrame, nccl: pd.DataFrame | None = None):
+    """allreduce.csv's rows of one config, by ``kind``: sweep points vs the fitted model, nccl-tests'
+    own points vs a model fitted to them, per-phase collectives vs the model, the 4-vs-8 explainer.
+    ``nccl``: None where the config's link ran no nccl-tests."""
+    if link is None:
+        return []
+    n, alpha, bw = spec["tp"], link["alpha_s"], link["bw_bytes_per_s"]
+    base = dict(
+        config=spec["name"],
+        n=n,
+        alpha_us=alpha * 1e6,
+        bw_GBps=bw / 1e9,
+        source=link["source"],
+        fit_on=FIT_ON[link["source"]],
+        transport=spec["transport"],
+    )
+    rows = _sweep_rows(base, sweep, nccl, n, bw, alpha) if sweep is not None else []
+    if nccl is not None and len(nccl) >= 2 and n >= 2:
+        rows += _nccl_tests_rows(base, nccl, n)
+    rows += _phase_rows(base, spec, theory, sweep, n, bw, alpha)
+    return rows + _tp_scaling_rows(base, spec, n, bw, alpha)
 
 
 def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1, link=None):
@@ -372,7 +334,7 @@ def decode_step_rows(spec, ceil, steps: pd.DataFrame, stride=1, link=None):
     The bound includes the step's collectives wherever they ran (real TP: on ``link``, the
     same alpha-beta model as ops.csv); an emulated-TP step runs none, so its bound has none.
     """
-    n_coll = 1 if spec.get("emulate_tp") else spec["tp"]
+    n_coll = 1 if spec["emulate_tp"] else spec["tp"]
     s = steps[(steps["config"] == spec["name"]) & (steps["phase"] == "decode")]
     med = s.groupby("step")["e2e_ms"].median()
     hw = dict(peak_tflops=ceil["peak_tflops"], mem_bw_GBps=ceil["mem_bw_GBps"])

@@ -40,6 +40,6 @@ rule theory:
         link_of=LINK_OF,
         pairs=PAIRS,
         ratio_flag=config["ratio_flag"],
-        calibrate_from=config.get("calibrate_from"),
+        calibrate_from=config.get("calibrate_from"),  # optional, no schema default: absent = the sourced efficiencies alone
     script:
         "../scripts/theory.py"

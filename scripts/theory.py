@@ -25,6 +25,7 @@ sweeps = {c: by_link[link] for c, link in link_of.items() if link in by_link}
 nccl_refs = {c: nccl_by_link[link] for c, link in link_of.items() if link in nccl_by_link}
 ops_repeats = pd.read_csv(snakemake.input.ops_repeats)
 steps = pd.read_csv(snakemake.input.steps)
+catalog = load_catalog(snakemake.input.catalog)
 tables = build(
     specs,
     pd.read_csv(snakemake.input.ops_summary),
@@ -32,7 +33,7 @@ tables = build(
     pd.read_csv(snakemake.input.phase_totals),
     steps,
     json.loads(open(snakemake.input.provenance).read()),
-    load_catalog(snakemake.input.catalog),
+    catalog,
     sweeps,
     snakemake.params.pairs,
     snakemake.params.ratio_flag,
@@ -49,6 +50,7 @@ predicted = build_predictions(
     snakemake.params.calibrate_from,
     snakemake.input.seed_claims,
     snakemake.params.ratio_flag,
+    catalog,
 )
 for key in ("predicted", "predicted_phases", "predicted_pairs", "efficiencies", "seed_claims"):
     write_csv_atomic(contract.conform(key, predicted[key]), snakemake.output[key])

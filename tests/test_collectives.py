@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 
 from opbreak.collectives import (
-    allreduce_sweep,
     fit_alpha_beta,
     ring_allgather_time,
     ring_allreduce_time,
-    sweep_table,
     tp_scaling_explainer,
 )
+from opbreak.sweep import allreduce_sweep, sweep_table
 
 
 def test_ring_formula_and_vectorized():
