@@ -52,7 +52,7 @@ Seed = namedtuple("Seed", "name gpu tp peak mem link")
 
 def seed_table(catalog=None):
     """(name, gpu, tp, peak TFLOP/s, mem GB/s, ring link GB/s) per seed config, from the catalog."""
-    catalog = catalog or load_catalog()
+    catalog = catalog or load_catalog(ROOT / with_defaults({})["hardware_catalog"])
     rows = []
     for name, gpu, tp, topo in SEED_CONFIGS:
         g = lookup_gpu(catalog, gpu)

@@ -26,7 +26,6 @@ from typing import Mapping, Sequence
 import numpy as np
 import yaml
 
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "config" / "hardware.yaml"
 LINK_KINDS = ("nvlink", "pcie", "nvlink-pairs")
 TOPOLOGIES = LINK_KINDS + ("auto", "none")
 
@@ -99,7 +98,7 @@ def validate_catalog(cat: Mapping, path="<dict>") -> dict:
     return dict(cat)
 
 
-def load_catalog(path: str | Path = DEFAULT_CATALOG) -> dict:
+def load_catalog(path: str | Path) -> dict:
     """Read and validate the hardware catalog YAML."""
     path = Path(path)
     with open(path) as f:

@@ -6,6 +6,7 @@ import math
 import pytest
 import yaml
 
+from conftest import ROOT
 from opbreak.hardware import (
     CatalogError,
     cpu_entry,
@@ -21,7 +22,7 @@ from opbreak.theory import resource_ratio
 
 @pytest.fixture(scope="module")
 def cat():
-    return load_catalog()
+    return load_catalog(ROOT / "config/hardware.yaml")
 
 
 def test_seed_ratios(cat):
