@@ -139,6 +139,12 @@ AGGREGATE_COLUMNS = {  # every column opbreak.aggregate writes (an all-failed st
         "phase_added_ms",
     ],
 }
+# Per collective call and rank (opbreak.skew.split_calls, in memory): its kernel, wait and transfer time.
+COLLECTIVE_SPLIT_COLUMNS = [c for c in MEASURE_COLLECTIVES_COLUMNS if c not in ("kernel", "start_us", "end_us")] + [
+    "kernel_ms",
+    "wait_ms",
+    "transfer_ms",
+]
 # Collective calls per config, repeat, rank, phase (opbreak.skew.phase_totals; the decode truth's
 # ``collectives`` table is their median over repeats).
 COLLECTIVE_TOTALS_COLUMNS = [

@@ -18,24 +18,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .contract import COLLECTIVE_SPLIT_COLUMNS as SPLIT_COLUMNS
 from .contract import COLLECTIVE_TOTALS_COLUMNS
 from .timing import integrate_over_context
 
 CALL_KEY = ["config", "repeat", "phase", "step", "call"]
-# one row per config, repeat, rank, phase (what phase_totals returns)
-SPLIT_COLUMNS = [
-    "config",
-    "repeat",
-    "rank",
-    "phase",
-    "step",
-    "context_len",
-    "call",
-    "op",
-    "kernel_ms",
-    "wait_ms",
-    "transfer_ms",
-]
 
 
 def split_calls(coll: pd.DataFrame) -> pd.DataFrame:
