@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from opbreak import nccl_tests
-from opbreak.config import check
+from opbreak.config_checks import check
 from opbreak.theory_tables import allreduce_rows
 
 # Real captures: all_reduce_perf -b 4K -e 1G -f 4 -g 2 -n 20 -w 5 -d half on 2 x H200 (NV18), 2026-11-30,

@@ -102,7 +102,7 @@ def input_tokens(spec):
 
 
 def _oom_message(spec, e):
-    from ...config import memory_estimate_gib
+    from ...memory import memory_estimate_gib
 
     try:
         need, parts = memory_estimate_gib(spec["model"], spec)
