@@ -195,9 +195,7 @@ def _check_on_gpu(where, c, gpus, errs):
     want = 1 if c["emulate_tp"] else tp
     if c["num_gpus"] != want:
         why = "emulated TP runs on one GPU" if c["emulate_tp"] else "one GPU per TP rank"
-        errs.append(
-            f"{where}.num_gpus: {c['num_gpus']} but tp={tp}, emulate_tp={c['emulate_tp']} needs {want} ({why})"
-        )
+        errs.append(f"{where}.num_gpus: {c['num_gpus']} but tp={tp}, emulate_tp={c['emulate_tp']} needs {want} ({why})")
     ids = c["gpu_ids"]
     if len(set(ids)) != len(ids):
         errs.append(f"{where}.gpu_ids: {ids} repeats a GPU id; list each GPU once")
@@ -268,8 +266,6 @@ def _check_pairs(pairs, names) -> list[str]:
                 f"pick b from {sorted(names - {p['a']})}"
             )
     return errs
-
-
 
 
 def nonfinite(value, where="") -> list[str]:
