@@ -167,7 +167,7 @@ def build(spec, rank, world, rec):
     device = torch.device(spec["device"] if spec["device"] == "cpu" else f"cuda:{torch.cuda.current_device()}")
     dtype = DTYPES[spec["dtype"]]
     model = spec["model"]
-    if spec.get("weights"):
+    if spec["weights"]:
         from ..weights import load_hf_dir
 
         weights = load_hf_dir(spec["weights"], model, spec["num_layers"], device=device, dtype=dtype)

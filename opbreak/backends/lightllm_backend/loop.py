@@ -128,7 +128,7 @@ def run_rank(spec, rank, world, rec) -> RankResult:
     extra = dict(
         backend="lightllm",
         lightllm_version=lightllm_version(),
-        weights="hf:" + str(spec["weights"]) if spec.get("weights") else "random-gpu",
+        weights="hf:" + str(spec["weights"]) if spec["weights"] else "random-gpu",
         build_s=build_s,
         build_s_per_layer=build_s / spec["num_layers"],
         init_s=init_s,
