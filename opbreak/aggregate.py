@@ -75,12 +75,7 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
             )
             continue
         ops, steps = scale_layers(ops, steps, spec)
-        if spec["model_layers"] != spec["num_layers"]:
-            # phase e2e grows by the layer time the scaling added, per repeat and rank
-            added = (ops["time_ms"] - ops["time_ms_measured"]).groupby([ops["rank"], ops["phase"]]).sum()
-            steps["phase_added_ms"] = [added.get((r, p), 0.0) for r, p in zip(steps["rank"], steps["phase"])]
-        else:
-            steps["phase_added_ms"] = 0.0
+        steps["phase_added_ms"] = _phase_added_ms(ops, steps, spec)
         all_ops.append(ops)
         all_steps.append(steps)
         if coll is not None and len(coll):
@@ -92,7 +87,35 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
         return dict(empty_tables(failures), collectives_all=None)
     ops = pd.concat(all_ops, ignore_index=True)
     steps = pd.concat(all_steps, ignore_index=True)
-    r0 = ops[ops["rank"] == 0]
+    s0 = steps[steps["rank"] == 0]
+    summary = _op_stats(ops[ops["rank"] == 0], unstable_cv)
+    phase_tot, phase_summary = _phase_totals(s0, unstable_cv)
+    summary = _with_shares(summary, phase_summary, specs)
+    return dict(
+        ops_repeats=ops,
+        ops_summary=summary,
+        phase_totals=phase_tot,
+        phase_summary=phase_summary,
+        steps=s0.drop(columns=["rank"]),
+        steps_all=steps,
+        provenance=provs,
+        failures=failures,
+        collectives_all=collectives,
+    )
+
+
+def _phase_added_ms(ops, steps, spec):
+    """Per step row: the layer time the scaling added to its phase (its repeat and rank); 0 untruncated."""
+    if spec["model_layers"] == spec["num_layers"]:
+        return 0.0
+    # phase e2e grows by the layer time the scaling added, per repeat and rank
+    added = (ops["time_ms"] - ops["time_ms_measured"]).groupby([ops["rank"], ops["phase"]]).sum()
+    return [added.get((r, p), 0.0) for r, p in zip(steps["rank"], steps["phase"])]
+
+
+def _op_stats(r0: pd.DataFrame, unstable_cv: float) -> pd.DataFrame:
+    """Per (config, phase, op) of rank 0: statistics over repeats of measured ops, median calls,
+    and the modeled collectives (emulated TP) as rows of calls and bytes only."""
     measured = r0[~r0["modeled"]]
     summary = summarize_groups(measured, ["config", "phase", "op"], "time_ms", unstable_cv)
     calls = measured.groupby(["config", "phase", "op"])["calls"].median().rename("calls")
@@ -108,15 +131,23 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
     if len(mod):
         mod["modeled"] = True
         summary = pd.concat([summary, mod], ignore_index=True)
+    return summary
 
-    s0 = steps[steps["rank"] == 0]
+
+def _phase_totals(s0: pd.DataFrame, unstable_cv: float):
+    """Per (config, repeat, phase) of rank 0: end to end summed over steps, plus the layer time
+    the scaling added; and its statistics over repeats."""
     phase_tot = (
         s0.groupby(["config", "repeat", "phase"]).agg(e2e_ms=("e2e_ms", "sum"), steps=("step", "count")).reset_index()
     )
     added = s0.groupby(["config", "repeat", "phase"])["phase_added_ms"].first().reset_index()
     phase_tot = phase_tot.merge(added, on=["config", "repeat", "phase"])
     phase_tot["e2e_ms"] += phase_tot["phase_added_ms"]
-    phase_summary = summarize_groups(phase_tot, ["config", "phase"], "e2e_ms", unstable_cv)
+    return phase_tot, summarize_groups(phase_tot, ["config", "phase"], "e2e_ms", unstable_cv)
+
+
+def _with_shares(summary: pd.DataFrame, phase_summary: pd.DataFrame, specs: dict) -> pd.DataFrame:
+    """Each op's share of its phase's median, the layer scale, rows in op order."""
     summary = summary.merge(
         phase_summary[["config", "phase", "median_ms"]].rename(columns={"median_ms": "phase_median_ms"}),
         on=["config", "phase"],
@@ -125,15 +156,4 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
     summary["share"] = summary["median_ms"] / summary["phase_median_ms"]
     summary["layer_scale"] = summary["config"].map(lambda c: specs[c]["model_layers"] / specs[c]["num_layers"])
     summary["op_order"] = summary["op"].map(OPS.index)
-    summary = summary.sort_values(["config", "phase", "op_order"]).drop(columns="op_order").reset_index(drop=True)
-    return dict(
-        ops_repeats=ops,
-        ops_summary=summary,
-        phase_totals=phase_tot,
-        phase_summary=phase_summary,
-        steps=s0.drop(columns=["rank"]),
-        steps_all=steps,
-        provenance=provs,
-        failures=failures,
-        collectives_all=collectives,
-    )
+    return summary.sort_values(["config", "phase", "op_order"]).drop(columns="op_order").reset_index(drop=True)

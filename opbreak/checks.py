@@ -135,8 +135,7 @@ def check_ops(df, path, spec, repeat=None):
     if set(df["rank"]) != ranks:
         raise _bad(
             path,
-            f"ranks {sorted(set(df['rank']))}, expected {sorted(ranks)} "
-            f"(tp {spec.get('tp')}; {len(df)} rows: cut off?)",
+            f"ranks {sorted(set(df['rank']))}, expected {sorted(ranks)} (tp {spec['tp']}; {len(df)} rows: cut off?)",
         )
     core = set(CORE_OPS)
     if spec["tp"] > 1 and not spec["emulate_tp"]:

@@ -39,7 +39,7 @@ from .io import atomic_write_text, free_port, write_csv_atomic
 def _rank_main(rank, world, spec, port, outdir):
     """Body of one rank's process: init the group, run the backend, dump results."""
     # Before torch (and CUDA) start: the seed's method needs synchronous launches.
-    if spec.get("timing") == "blocking_host":
+    if spec["timing"] == "blocking_host":
         os.environ["CUDA_LAUNCH_BLOCKING"] = "1"
     transport.apply(spec["transport"], outdir if spec["device"] == "cuda" else None)
     # LightLLM's MemoryManager asserts this (it names its shared-memory counter after it).
@@ -68,7 +68,7 @@ def _rank_main(rank, world, spec, port, outdir):
         result = get_backend(spec["backend"]).run_rank(spec, rank, world, rec)
         extra = dict(result.extra)
         extra["host_setup"] = dict(host_setup, os_threads_at_end=hostsetup.record()["os_threads"])
-        if spec.get("timing") == "torch_profiler":
+        if spec["timing"] == "torch_profiler":
             trace = rec.export_trace(Path(outdir) / f"trace_rank{rank}.json.gz")
             extra["trace"] = Path(trace).name if trace else None
         out = dict(
@@ -220,7 +220,7 @@ def _stored(args, spec):
     return store.latest(args.store, spec["name"], spec_hash(spec), args.repeat)
 
 
-def main(argv=None):
+def _parse_args(argv):
     ap = argparse.ArgumentParser(prog="opbreak-measure", description=__doc__)
     ap.add_argument("--spec", required=True, help="resolved config spec (JSON, from the spec rule)")
     ap.add_argument("--repeat", type=int, required=True)
@@ -237,7 +237,41 @@ def main(argv=None):
         "restored instead of measured, and a successful run is archived there",
     )
     ap.add_argument("--remeasure", action="store_true", help="measure even when the store has this run")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _keep_traces(work, out):
+    """The ranks' profiler traces (torch_profiler, an optional extra output), moved in atomically."""
+    for t in sorted(Path(work).glob("trace_rank*.json.gz")):
+        shutil.move(str(t), str(out / (t.name + ".tmp")))
+        os.replace(out / (t.name + ".tmp"), out / t.name)
+
+
+def _provenance(spec, repeat, started, prov_pre, results, nccl_used) -> dict:
+    """What was measured, where and how: the host's facts, the transport NCCL used, CPU ceilings, ranks' extras."""
+    prov = provenance.collect(spec, repeat, started, prov_pre)
+    prov["transport"] = dict(
+        config=spec["transport"],
+        label=transport.label(spec["transport"]),
+        nccl_used=nccl_used,
+    )
+    if spec["device"] == "cpu":
+        # CPU ceilings are measured, not typed in: this host, now, with the threads rank 0 ran with (as
+        # opbreak.hostsetup applied them), so a rank's achieved FLOP/s and its ceiling count the same cores.
+        import torch
+
+        from .hardware import measure_cpu_ceilings
+
+        threads = results[0]["extra"]["host_setup"]["torch_threads"]
+        torch.set_num_threads(threads)
+        prov["ceilings"] = dict(measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"])), threads=threads)
+    prov["tokens_rank0"] = results[0]["tokens"]
+    prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
+    return prov
+
+
+def main(argv=None):
+    args = _parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,28 +304,10 @@ def main(argv=None):
                 results = launch(spec, work, spec["timeout_s"])
             except RuntimeError as e:
                 return _failed(args, spec, out, started, str(e))
-            traces = sorted(Path(work).glob("trace_rank*.json.gz"))  # optional extra output (torch_profiler)
-            for t in traces:
-                shutil.move(str(t), str(out / (t.name + ".tmp")))
-                os.replace(out / (t.name + ".tmp"), out / t.name)
+            _keep_traces(work, out)
             nccl_used = transport.used(work)
         frames = tables(spec, args.repeat, results)
-        prov = provenance.collect(spec, args.repeat, started, prov_pre)
-        prov["transport"] = dict(
-            config=spec["transport"],
-            label=transport.label(spec["transport"]),
-            nccl_used=nccl_used,
-        )
-        if spec["device"] == "cpu":
-            # CPU ceilings are measured, not typed in: one rank's threads, this host, now.
-            import torch
-
-            from .hardware import measure_cpu_ceilings
-
-            torch.set_num_threads(spec.get("threads_per_rank") or 1)
-            prov["ceilings"] = measure_cpu_ceilings(dtype=getattr(torch, spec["dtype"]))
-        prov["tokens_rank0"] = results[0]["tokens"]
-        prov["backend_extra"] = {str(r["rank"]): r.get("extra", {}) for r in results}
+        prov = _provenance(spec, args.repeat, started, prov_pre, results, nccl_used)
         for name, df in zip(MEASURE_OUTPUTS, frames):
             write_csv_atomic(df, out / name)
         atomic_write_text(out / "provenance.json", provenance.dumps(prov))

@@ -8,12 +8,12 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.utils import validate
 
 from opbreak.config import (
-    check,
     merged,
     prepend_pythonpath,
     resolve,
     with_defaults,
 )
+from opbreak.config_checks import check
 from opbreak.hardware import load_catalog
 from opbreak.transport import link_key
 from opbreak import store

@@ -3,10 +3,19 @@
 import pytest
 
 from conftest import ROOT
-from opbreak.config import check, memory_estimate_gib, merged, resolve
+from opbreak.config import merged, resolve
+from opbreak.config_checks import check
+from opbreak.memory import memory_estimate_gib
 
 CATALOG = {"gpus": {"H100-SXM": {"mem_GiB": 79.6}, "A40": {"mem_GiB": 44.5}}}
 L70 = dict(hidden_size=8192, intermediate_size=28672, num_layers=80, num_heads=64, num_kv_heads=8, vocab_size=32000)
+
+
+def config_fields() -> list[str]:
+    """Every valid field of a config entry (and of ``defaults:``), from the schema as opbreak.config reads it."""
+    from opbreak import config as cfgmod
+
+    return list(cfgmod.schema()["$defs"]["hwconfig_fields"]["properties"])
 
 
 def gpu_cfg(**over):
@@ -214,7 +223,7 @@ def test_valid_fields_come_from_the_schema(tiny_config, monkeypatch):
     extended["$defs"]["hwconfig_fields"]["properties"]["future_field"] = {"type": "string"}
     monkeypatch.setattr(cfgmod, "schema", lambda: extended)
     assert check(tiny_config, catalog=CATALOG) == []
-    assert "transport" in cfgmod.config_fields()
+    assert "transport" in config_fields()
 
 
 def test_a_pair_of_a_config_with_itself_is_refused(tiny_config):
@@ -248,7 +257,7 @@ def test_defaults_come_from_the_schema_only(tiny_config):
 
     from snakemake.utils import validate
 
-    from opbreak.config import _block_defaults, config_fields, with_defaults
+    from opbreak.config import _block_defaults, with_defaults
 
     filled = copy.deepcopy(tiny_config)
     validate(filled, str(ROOT / "config/schema/config.schema.yaml"))

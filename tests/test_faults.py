@@ -22,7 +22,8 @@ import yaml
 
 from conftest import ROOT, copy_workflow, dry_run_jobs, snakemake
 from opbreak.checks import read_measurement
-from opbreak.config import ConfigError, check_calibration, load_model, resolve
+from opbreak.config import ConfigError, load_model, resolve
+from opbreak.config_checks import check_calibration
 from opbreak.locks import host_lock
 
 LONG = dict(output_len=4000, input_len=16)  # seconds of decode for the micro model

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from opbreak import nccl_tests
-from opbreak.config import check
+from opbreak.config_checks import check
 from opbreak.contract import NCCL_TESTS_COLUMNS
 from opbreak.theory_tables import allreduce_rows
 

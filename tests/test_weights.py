@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from conftest import MINI_MODEL, run_spec
 from opbreak.backends import torch_llama
-from opbreak.config import check
+from opbreak.config_checks import check
 from opbreak.timing import Recorder
 from opbreak.weights import WeightsError, check_weights_dir, load_hf_dir
 

@@ -1,7 +1,9 @@
 """Backends run one static batch (prefill, then decode steps) under a Recorder.
 
-Each backend exposes ``run_rank(spec, rank, world, rec) -> dict`` returning the
-generated tokens (for cross-checks); the measure CLI owns processes and output.
+Each backend exposes ``run_rank(spec, rank, world, rec) -> RankResult``
+(:class:`opbreak.backends.common.RankResult`: the generated tokens for cross-checks,
+the backend's facts, the GPU-busy view and the collectives' kernel rows); the
+measure CLI owns processes and output.
 """
 
 BACKENDS = ("torch", "lightllm")

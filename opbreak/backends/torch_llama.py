@@ -167,7 +167,7 @@ def build(spec, rank, world, rec):
     device = torch.device(spec["device"] if spec["device"] == "cpu" else f"cuda:{torch.cuda.current_device()}")
     dtype = DTYPES[spec["dtype"]]
     model = spec["model"]
-    if spec.get("weights"):
+    if spec["weights"]:
         from ..weights import load_hf_dir
 
         weights = load_hf_dir(spec["weights"], model, spec["num_layers"], device=device, dtype=dtype)
@@ -228,7 +228,8 @@ def run_static_batch(net, spec, rec, tokens, kcap=None):
     return RankResult(tokens=torch.stack(out, 1), first_logits=first_logits)
 
 
-def run_rank(spec, rank, world, rec):
+def run_rank(spec, rank, world, rec) -> RankResult:
+    """The measure step's contract (:class:`opbreak.backends.common.RankResult`)."""
     net = build(spec, rank, world, rec)
     tokens = input_tokens(spec, net.device)
     if spec["warmup"]:

@@ -8,103 +8,27 @@ starts a segment without an exit mark (it ends at the next mark): cheaper, used
 for framework work such as ``infer_setup``. What the marks do not cover inside a
 phase is ``unattributed``: computed, never dropped.
 
-Clocks (``method``):
+The clock (``method``) is one of :mod:`.clocks`. Under ``torch_profiler`` ops become
+``record_function`` ranges instead of marks; per op the CUPTI kernel time launched
+inside its ranges is summed (:mod:`.profiler`), and ``host_gap`` is the phase time
+no kernel ran.
 
-- ``perf_counter``: host clock; exact for synchronous (CPU) work.
-- ``cuda_events`` (default on CUDA): one CUDA event per boundary, recorded on the
-  current stream from a preallocated, reused pool, read after the phase
-  synchronizes. A segment's time is stream time between two boundaries: the wall
-  view, GPU idle while the host launches included (decode is launch-bound).
-- ``blocking_host``: perf_counter under CUDA_LAUNCH_BLOCKING=1 (the seed's method).
-- ``torch_profiler``: ops become ``record_function`` ranges; per op the CUPTI
-  kernel time launched inside its ranges is summed (:mod:`.profiler`); phase end
-  to end still timed with CUDA events; ``host_gap`` is the phase time no kernel ran.
-
-:class:`KernelCapture` is the GPU-busy view on chosen steps only (one profiler
-session per step), next to the wall view of the event steps (:mod:`.sampling`).
+:class:`~.kernel_capture.KernelCapture` is a Recorder for the GPU-busy view of chosen
+steps only (one profiler session per step), next to the wall view of the event steps
+(:mod:`.sampling`).
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-import numpy as np
-
 from ..ops import INSTRUMENTATION, OPS, UNATTRIBUTED
-from .profiler import HOST_FIELDS, OP_TAG, PHASE_TAG, host_sums_from_trace, kernel_sums_from_trace
+from .clocks import make_clock
+from .profiler import OP_TAG, PHASE_TAG, kernel_sums_from_trace
 from .sampling import integrate_over_context, overhead_ms, scale_to_total
 
 HOST_GAP = "host_gap"
-METHODS = ("perf_counter", "cuda_events", "blocking_host", "torch_profiler")
-
-
-class _HostClock:
-    """perf_counter marks; exact for synchronous (CPU or blocking) work."""
-
-    def begin(self):
-        pass
-
-    stamp = staticmethod(time.perf_counter)
-
-    def resolve(self, stamps):
-        return [s * 1e3 for s in stamps]  # ms, relative origin irrelevant
-
-    def release(self, stamps):
-        pass
-
-
-class _CudaClock:
-    """CUDA events from a preallocated pool, reused every phase; resolved after one synchronize.
-
-    A stamp is one pool lookup and one cudaEventRecord through the C binding
-    (no Python Event.record frame, no current_stream() lookup per stamp).
-    """
-
-    def __init__(self, torch, prealloc=4096):
-        self.torch = torch
-        self.pool = [torch.cuda.Event(enable_timing=True) for _ in range(prealloc)]
-        self.n = 0
-        self.stream = None
-        self._record = torch._C._CudaEventBase.record
-
-    def begin(self):
-        self.n = 0
-        self.stream = self.torch.cuda.current_stream()
-
-    def stamp(self):
-        n = self.n
-        try:
-            ev = self.pool[n]
-        except IndexError:
-            self.pool.extend(self.torch.cuda.Event(enable_timing=True) for _ in range(len(self.pool)))
-            ev = self.pool[n]
-        self.n = n + 1
-        self._record(ev, self.stream)
-        return ev
-
-    def resolve(self, stamps):
-        if not stamps:
-            return []
-        stamps[-1].synchronize()
-        first = stamps[0]
-        return [0.0] + [first.elapsed_time(e) for e in stamps[1:]]
-
-    def release(self, stamps):
-        self.n = 0
-
-
-def make_clock(method: str):
-    if method in ("perf_counter", "blocking_host"):
-        return _HostClock()
-    if method in ("cuda_events", "torch_profiler"):
-        import torch
-
-        if method == "torch_profiler" and not torch.cuda.is_available():
-            return _HostClock()  # the profiler on a CPU run: phases on the host clock
-        return _CudaClock(torch, prealloc=4096 if method == "cuda_events" else 8)
-    raise ValueError(f"unknown timing method {method!r}; use one of {METHODS}")
 
 
 class _Op:
@@ -502,70 +426,3 @@ class Recorder:
 def _check_op(name):
     if name not in OPS or name in (UNATTRIBUTED, INSTRUMENTATION):
         raise KeyError(f"op {name!r} is not in the operator vocabulary (opbreak.ops.OPS)")
-
-
-class KernelCapture(Recorder):
-    """GPU-busy view: op ranges under a torch.profiler session per captured step (CUPTI).
-
-    Its steps are real steps of the run (mode ``kernels``); their kernel times per op,
-    per step, and the NCCL kernels' start/end on the host clock are kept in
-    ``captured`` instead of being folded into ``op_ms``.
-    """
-
-    mode = "kernels"
-
-    def __init__(self):
-        super().__init__("torch_profiler")
-        self.captured = []  # dicts: phase, step, context_len, e2e_ms, kernel_ms, ops {op: ms}, collectives, host
-        self._host = {}
-
-    def _parse_host(self, trace):
-        self._host = host_sums_from_trace(trace)
-
-    def _parse_profile(self, phase_kernel, op_kernel, collectives):
-        for idx, phase in self._prof_phases.items():
-            row = self.steps[idx]
-            ops = dict(op_kernel.get(idx, {}))
-            kern = phase_kernel.get(idx, 0.0)
-            ops[UNATTRIBUTED] = max(kern - sum(ops.values()), 0.0)
-            self.captured.append(
-                dict(
-                    phase=phase,
-                    step=row["step"],
-                    context_len=row["context_len"],
-                    e2e_ms=row["e2e_ms"],
-                    kernel_ms=kern,
-                    ops=ops,
-                    collectives=collectives.get(idx, []),
-                    host=self._host.get(idx, {}),
-                )
-            )
-
-    def kernel_view(self, phase: str, ctx_all) -> dict:
-        """(phase, op) -> GPU-busy ms over the steps at ``ctx_all``, fitted over context length."""
-        rows = [c for c in self.captured if c["phase"] == phase]
-        if not rows:
-            return {}
-        ops = sorted({op for c in rows for op in c["ops"]}, key=OPS.index)
-        series = {op: [c["ops"].get(op, 0.0) for c in rows] for op in ops}
-        est = integrate_over_context([c["context_len"] for c in rows], series, ctx_all)
-        return {(phase, op): max(v, 0.0) for op, v in est.items()}
-
-    def host_view(self) -> dict:
-        """Per phase and op: the host side (CPU time, launches, syncs) per captured step, medians over steps."""
-        out = {}
-        for phase in sorted({c["phase"] for c in self.captured}):
-            rows = [c["host"] for c in self.captured if c["phase"] == phase]
-            ops = sorted({op for r in rows for op in r})
-            out[phase] = {
-                op: {f: float(np.median([r.get(op, {}).get(f, 0.0) for r in rows])) for f in HOST_FIELDS} for op in ops
-            }
-        return out
-
-    def collective_rows(self):
-        """One row per captured collective kernel: phase, step, context_len, call, op, kernel, start/end us."""
-        return [
-            dict(phase=c["phase"], step=c["step"], context_len=c["context_len"], call=j, **k)
-            for c in self.captured
-            for j, k in enumerate(c["collectives"])
-        ]

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MODES = ("plain", "events", "kernels")
-
 
 def sample_steps(total: int, k: int) -> list[int]:
     """k evenly spaced step indices in [0, total-1], first and last included."""

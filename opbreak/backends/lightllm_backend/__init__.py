@@ -44,10 +44,12 @@ where its ``_try_cat_to`` would insist on CPU tensors. Or a local HF directory
 (safetensors only).
 
 Modules: :mod:`.model` (config.json, weights, ``LlamaTpPartModel`` build), :mod:`.instrument`
-(emulated collectives, the instrumented layer objects), :mod:`.loop` (LightLLM's static batch,
-``run_rank``: the measure step's contract).
+(emulated collectives, the instrumented layer objects), :mod:`.batch` (LightLLM's static batch),
+:mod:`.loop` (the timed run, ``run_rank``: the measure step's contract), :mod:`.probe` (the decode
+probe, ``decode_graph``).
 """
 
+from .batch import StaticBatch
 from .instrument import (
     Instrumentation,
     InstrumentedLayer,
@@ -55,7 +57,7 @@ from .instrument import (
     InstrumentedPre,
     patch_collectives_for_emulation,
 )
-from .loop import StaticBatch, input_tokens, lightllm_version, run_rank, run_static
+from .loop import input_tokens, lightllm_version, run_rank, run_static
 from .model import DTYPES, build_model, check_weights_dir, hf_config, prepare_weight_dir, random_layer, random_pre_post
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""LightLLM's static test loop (one prefill, then greedy decode steps) and ``run_rank``."""
+"""The timed run of LightLLM's static batch (:mod:`.batch`): warm-up, decode steps in their modes,
+the decode probe after it, and ``run_rank``, the measure step's contract."""
 
 from __future__ import annotations
 
@@ -9,60 +10,10 @@ import torch
 
 from ..common import RankResult, drive_decode, finish_result, kernel_steps_for
 from ..common import input_tokens as common_input_tokens
+from .batch import StaticBatch
 from .instrument import Instrumentation, patch_collectives_for_emulation
 from .model import build_model
 from .probe import probe_decode
-
-
-# ---------------------------------------------------------------------------
-# the static batch
-# ---------------------------------------------------------------------------
-class StaticBatch:
-    """LightLLM's static test loop, with a Recorder per step."""
-
-    def __init__(self, model, spec, tokens):
-        self.m, self.spec = model, spec
-        self.B, self.I = spec["batch"], spec["input_len"]
-        self.input_ids = tokens.reshape(-1).to("cuda", non_blocking=False)
-
-    def reset(self):
-        self.m.mem_manager.free_all()
-        self.m.req_manager.free_all()
-
-    def prefill(self, rec):
-        m, B, I = self.m, self.B, self.I
-        with rec.phase("prefill", step=0, context_len=I):
-            rec.mark("infer_setup")
-            self.b_req_idx = m.req_manager.alloc(B).int()
-            self.b_start_loc = torch.arange(0, B * I, I, dtype=torch.int32, device="cuda")
-            self.b_seq_len = torch.full((B,), I, dtype=torch.int32, device="cuda")
-            self.total = B * I
-            logits = m.forward(
-                B, self.total, I, self.input_ids, self.b_req_idx, self.b_start_loc, self.b_seq_len, is_prefill=True
-            )
-            with rec.op("sampling"):
-                prob = torch.softmax(logits, dim=-1)
-                ids = torch.argmax(prob, dim=1, keepdim=True)
-                self.ids = ids.detach().cpu().numpy()
-        self.arange_B = torch.arange(0, B, dtype=torch.int32, device="cuda")
-        return logits
-
-    def decode(self, rec, i):
-        m, B, I = self.m, self.B, self.I
-        with rec.phase("decode", step=i, context_len=I + i + 1):
-            rec.mark("infer_setup")
-            self.b_start_loc = self.b_start_loc + self.arange_B
-            self.total += B
-            self.b_seq_len += 1
-            ids = torch.from_numpy(self.ids).cuda().reshape(-1)
-            logits = m.forward(
-                B, self.total, I + i + 1, ids, self.b_req_idx, self.b_start_loc, self.b_seq_len, is_prefill=False
-            )
-            with rec.op("sampling"):
-                prob = torch.softmax(logits, dim=-1)
-                ids = torch.argmax(prob, dim=1, keepdim=True)
-                self.ids = ids.detach().cpu().numpy()
-        return logits
 
 
 def run_static(model, spec, rec, tokens, inst, *, output_len=None, decode_sample=0, kcap=None, kinst=None):
@@ -102,7 +53,7 @@ def input_tokens(spec):
 
 
 def _oom_message(spec, e):
-    from ...config import memory_estimate_gib
+    from ...memory import memory_estimate_gib
 
     try:
         need, parts = memory_estimate_gib(spec["model"], spec)
@@ -177,7 +128,7 @@ def run_rank(spec, rank, world, rec) -> RankResult:
     extra = dict(
         backend="lightllm",
         lightllm_version=lightllm_version(),
-        weights="hf:" + str(spec["weights"]) if spec.get("weights") else "random-gpu",
+        weights="hf:" + str(spec["weights"]) if spec["weights"] else "random-gpu",
         build_s=build_s,
         build_s_per_layer=build_s / spec["num_layers"],
         init_s=init_s,

@@ -29,8 +29,8 @@ def hf_config(model: dict, num_layers: int, max_len: int) -> dict:
         "num_key_value_heads": model["num_kv_heads"],
         "num_hidden_layers": num_layers,
         "vocab_size": model["vocab_size"],
-        "rms_norm_eps": model.get("rms_eps", 1e-5),
-        "rope_theta": model.get("rope_theta", 10000.0),
+        "rms_norm_eps": model["rms_eps"],
+        "rope_theta": model["rope_theta"],
         "max_position_embeddings": max(4096, max_len),
     }
 
@@ -51,7 +51,7 @@ def prepare_weight_dir(spec, workdir) -> str:
     model, L = spec["model"], spec["num_layers"]
     max_len = spec["input_len"] + spec["output_len"]
     os.makedirs(workdir, exist_ok=True)
-    if spec.get("weights"):
+    if spec["weights"]:
         src = Path(spec["weights"])
         files = check_weights_dir(src, model)
         cfg = json.loads((src / "config.json").read_text())
@@ -132,7 +132,7 @@ def build_model(spec, rank, world, workdir):
         data_type=dtype_name,
     )
     t0 = time.perf_counter()
-    if spec.get("weights"):
+    if spec["weights"]:
         model = Base(kv)
         model.opbreak_build_s = time.perf_counter() - t0
     else:

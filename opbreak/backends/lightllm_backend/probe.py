@@ -33,6 +33,8 @@ import time
 import numpy as np
 import torch
 
+from .batch import StaticBatch
+
 PROBE_POINTS = 3  # context lengths probed per run, evenly over the decode
 REPLAYS = 20  # back-to-back graph replays timed per context length
 NEAR = 3  # plain steps timed on the host clock right before each probed step: its same-moment reference
@@ -161,7 +163,6 @@ def _probe_step(model, sb, plain, i: int, graph: bool, replays: int) -> dict:
 def probe_decode(model, spec, tokens, inst, graph: bool, replays: int = REPLAYS) -> list[dict]:
     """Prefill, then decode up to the last probed step with LightLLM's own code; probe the chosen steps."""
     from ...timing import Recorder
-    from .loop import StaticBatch
 
     steps = probe_steps(spec["output_len"])
     if not steps:
