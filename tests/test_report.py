@@ -25,8 +25,7 @@ import yaml
 
 from conftest import ROOT, copy_workflow, snakemake
 from opbreak import report as rep
-from opbreak.ops import OPS
-from opbreak.plots import OP_COLORS
+from opbreak.ops import OP_COLORS, OPS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABEL = "TP2 vs TP1 `gloo` | <i>x</i>"
