@@ -407,7 +407,7 @@ def main(argv=None):
             pairs,
             "seed-size",
             ROOT / "report/templates/all.md.j2",
-            {"unstable_cv": 0.1},
+            {"unstable_cv": 0.1, "ratio_flag": 0.25},
         )
         rows.append(dict(round=i + 1, **{k: (int(v) if k == "n_figures" else round(v, 2)) for k, v in t.items()}))
     df = pd.DataFrame(rows)

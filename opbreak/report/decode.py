@@ -301,6 +301,7 @@ def decode_context(t: dict, configs, pairs_decl, specs: dict, trace, figures: di
     med = split_medians(t)
     have = [c for c in configs if c in set(med.dropna(subset=["compute_ms"])["config"])]
     multi = [c for c in have if med[med["config"] == c]["rank"].nunique() > 1]
+    # recorded specs (provenance): a record of an older version may lack a field; tp 0 = never "more ranks"
     emulated = {c for c, s in specs.items() if s.get("emulate_tp")}
     specs_tp = {c: s.get("tp", 0) for c, s in specs.items()}
     sentences = (
