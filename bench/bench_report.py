@@ -466,7 +466,7 @@ def main(argv=None):
             pairs,
             "seed-size",
             ROOT / "report/templates/all.md.j2",
-            {"unstable_cv": config["unstable_cv"]},
+            {"unstable_cv": config["unstable_cv"], "ratio_flag": config["ratio_flag"]},
         )
         rows.append(dict(round=i + 1, **{k: (int(v) if k == "n_figures" else round(v, 2)) for k, v in t.items()}))
     df = pd.DataFrame(rows)

@@ -25,12 +25,14 @@ import yaml
 
 from conftest import ROOT, copy_workflow, snakemake
 from opbreak import report as rep
-from opbreak.ops import OPS
-from opbreak.plots import OP_COLORS
+from opbreak.config import schema
+from opbreak.ops import OP_COLORS, OPS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABEL = "TP2 vs TP1 `gloo` | <i>x</i>"
 NUM = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+# The report's settings as rules/report.smk passes them for a study that sets none: the schema's defaults.
+REPORT_PARAMS = {k: schema()["properties"][k]["default"] for k in ("unstable_cv", "ratio_flag")}
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +188,7 @@ def test_missing_config_renders(run, tmp_path):
         pairs,
         "tiny",
         ROOT / "report/templates/all.md.j2",
-        {"unstable_cv": 0.5},
+        {**REPORT_PARAMS, "unstable_cv": 0.5},
     )
     md = out.read_text()
     miss = md.split("### Missing or failed configs")[1].split("###")[0]
@@ -212,11 +214,14 @@ def test_renders_without_theory_and_without_data(tmp_path, run):
         [{"a": "t2", "b": "t1"}],
         "tiny",
         ROOT / "report/templates/all.md.j2",
+        REPORT_PARAMS,
     )
     assert "## Theory" in out.read_text()
     empty = {k: str(tmp_path / "none.csv") for k in list(rep.TABLE_PATHS) + ["provenance"]}
     out2 = tmp_path / "b" / "all.md"
-    rep.render(empty, out2, out2.parent / "figures", ["t1"], [], "tiny", ROOT / "report/templates/all.md.j2")
+    rep.render(
+        empty, out2, out2.parent / "figures", ["t1"], [], "tiny", ROOT / "report/templates/all.md.j2", REPORT_PARAMS
+    )
     md = out2.read_text()
     assert "0 of 1 declared configs have data" in md and "No conclusions" in md
 
@@ -246,7 +251,7 @@ def test_methods_show_modeled_ops_and_layer_scaling(run, tmp_path):
     for p in t["provenance"]:
         if p["config"] == "t2":
             p["spec"] = {**p["spec"], "num_layers": 2, "model_layers": 80, "emulate_tp": True}
-    ctx = rep.build_context(t, ["t1", "t2"], [], "tiny", {})
+    ctx = rep.build_context(t, ["t1", "t2"], [], "tiny", {}, REPORT_PARAMS)
     m = {x["config"]: dict(x["items"]) for x in ctx["methods"]}
     assert "`all_reduce`" in m["t2"]["measured vs modeled"] and m["t1"]["measured vs modeled"] == "all ops measured"
     assert (

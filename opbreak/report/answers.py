@@ -198,11 +198,10 @@ def predicted_where_table(t: dict, configs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def answers_context(t: dict, configs, present, pairs_decl, specs: dict, params: dict, log: EvidenceLog) -> dict:
-    """The answers section's context (see the module docstring); pure (no I/O)."""
-    ratio_flag = float(params.get("ratio_flag", 0.25))
+def answers_context(t: dict, configs, present, pairs_decl, specs: dict, ratio_flag: float, log: EvidenceLog) -> dict:
+    """The answers section's context (see the module docstring); pure (no I/O). ``ratio_flag``: the study's."""
     pairs = pair_answers(t, pairs_decl, present, ratio_flag, log, specs)
-    specs_tp = {c: s.get("tp", 0) for c, s in specs.items()}
+    specs_tp = {c: s.get("tp", 0) for c, s in specs.items()}  # recorded specs; an older record may lack tp
     why = why_not_faster(
         split_medians(t), [p for p in pairs_decl if p["a"] in present and p["b"] in present], specs_tp, log
     )

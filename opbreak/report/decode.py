@@ -301,6 +301,7 @@ def decode_context(t: dict, configs, pairs_decl, specs: dict, trace, figures: di
     med = split_medians(t)
     have = [c for c in configs if c in set(med.dropna(subset=["compute_ms"])["config"])]
     multi = [c for c in have if med[med["config"] == c]["rank"].nunique() > 1]
+    # recorded specs (provenance): a record of an older version may lack a field; tp 0 = never "more ranks"
     emulated = {c for c, s in specs.items() if s.get("emulate_tp")}
     specs_tp = {c: s.get("tp", 0) for c, s in specs.items()}
     sentences = (
@@ -332,13 +333,13 @@ def decode_context(t: dict, configs, pairs_decl, specs: dict, trace, figures: di
 
 def decode_figures(t: dict, configs, draw, slug) -> None:
     """Phase split per rank (decode, prefill) and per-rank op time of multi-rank configs."""
-    from .. import plots_decode
+    from .plots.decode import phase_split, rank_ops
 
     med = split_medians(t)
     if med.dropna(subset=["compute_ms"]).empty:
         return
     for phase in ("decode", "prefill"):
-        draw(("phase_split", phase), plots_decode.phase_split, med, list(configs), phase, name=f"phase_split_{phase}")
+        draw(("phase_split", phase), phase_split, med, list(configs), phase, name=f"phase_split_{phase}")
     for c in configs:
         if t["rank_ops"][t["rank_ops"]["config"] == c]["rank"].nunique() > 1:
-            draw(("rank_ops", c), plots_decode.rank_ops, t["rank_ops"], c, "decode", name=f"rank_ops_{slug(c)}")
+            draw(("rank_ops", c), rank_ops, t["rank_ops"], c, "decode", name=f"rank_ops_{slug(c)}")

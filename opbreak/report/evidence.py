@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .markdown import FORMATS
+import pandas as pd
+
+from .markdown import FORMATS, md_code, md_escape, md_table
+from .tables import TABLE_PATHS
 
 
 @dataclass
@@ -71,3 +74,20 @@ KEYS = {
     "allreduce": ("config", "kind", "phase", "n", "size_bytes"),
     "ceilings": ("config", "source"),
 }
+
+
+def evidence_context(log: EvidenceLog) -> dict:
+    """``evidence`` (the rows, for tests and links) and ``evidence_table``: every cited cell, its table file,
+    row key, column, raw value and the text shown; printed last, after every section has cited."""
+    rows = [
+        {
+            "id": f'<a id="{e.id.lower()}"></a>{e.id}',
+            "table": md_code(TABLE_PATHS[e.table]),
+            "row": md_escape(", ".join(f"{k}={v}" for k, v in e.key.items())),
+            "column": md_code(e.column),
+            "value": md_code(repr(e.value)),
+            "shown": md_escape(e.shown),
+        }
+        for e in log.rows
+    ]
+    return dict(evidence=log.rows, evidence_table=md_table(pd.DataFrame(rows), align=[":---"] * 6))

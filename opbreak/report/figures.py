@@ -36,9 +36,17 @@ def figure_plan(configs, pairs_decl) -> dict:
     return plan
 
 
-def make_figures(t: dict, configs, pairs_decl, fig_dir, unstable_cv=0.1, rel_dir="figures") -> dict:
-    """Draw every figure; returns key -> relative path for the template (only figures that were drawn)."""
-    from .. import plots
+def make_figures(t: dict, configs, pairs_decl, fig_dir, unstable_cv: float, rel_dir="figures") -> dict:
+    """Draw every figure; returns key -> relative path for the template (only figures that were drawn).
+
+    ``unstable_cv`` is the study's threshold (config ``unstable_cv``), marked on the CV heatmap."""
+    # matplotlib is imported when figures are drawn, not when opbreak.report is
+    from .plots.allreduce import allreduce
+    from .plots.ops import pie_config
+    from .plots.pairs import pair_bars, pair_speedup
+    from .plots.roofline import efficiency, roofline
+    from .plots.stability import repeat_spread, stability_cv
+    from .plots.totals import decode_steps, phase_totals
 
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -54,26 +62,26 @@ def make_figures(t: dict, configs, pairs_decl, fig_dir, unstable_cv=0.1, rel_dir
         done[key] = f"{rel_dir}/{plan[key]}"
 
     for c in present:
-        draw(("pie", c), plots.pie_config, ops, modeled, c)
+        draw(("pie", c), pie_config, ops, modeled, c)
     for i, p in enumerate(pairs_decl):
         if p["a"] in present and p["b"] in present:
             label = p.get("label") or f"{p['a']} vs {p['b']}"
-            draw(("pair_bars", i), plots.pair_bars, ops, p["a"], p["b"], label)
-            draw(("pair_speedup", i), plots.pair_speedup, t["pairs"], label, p["a"], p["b"])
+            draw(("pair_bars", i), pair_bars, ops, p["a"], p["b"], label)
+            draw(("pair_speedup", i), pair_speedup, t["pairs"], label, p["a"], p["b"])
     if present:  # a study with no measurement draws no measured figure (no placeholders)
-        draw("decode_steps", plots.decode_steps, t["steps"], t["decode_steps"], present)
-        draw("phase_totals", plots.phase_totals, t["phase_summary"], t["phase_totals"], present)
+        draw("decode_steps", decode_steps, t["steps"], t["decode_steps"], present)
+        draw("phase_totals", phase_totals, t["phase_summary"], t["phase_totals"], present)
         draw(
             "stability_cv",
-            lambda o, u, path: plots.stability_cv(o, u, path, present),
+            lambda o, u, path: stability_cv(o, u, path, present),
             ops[ops["config"].isin(present)],
             unstable_cv,
         )
-        draw("repeat_spread", plots.repeat_spread, t["phase_totals"], t["phase_summary"], present)
-        draw("roofline", plots.roofline, t["theory_ops"], t["ceilings"], present)
-        draw("efficiency", plots.efficiency, t["theory_ops"][t["theory_ops"]["config"].isin(present)], present)
+        draw("repeat_spread", repeat_spread, t["phase_totals"], t["phase_summary"], present)
+        draw("roofline", roofline, t["theory_ops"], t["ceilings"], present)
+        draw("efficiency", efficiency, t["theory_ops"][t["theory_ops"]["config"].isin(present)], present)
         if t["allreduce"]["config"].isin(present).any():
-            draw("allreduce", plots.allreduce, t["allreduce"], present)
+            draw("allreduce", allreduce, t["allreduce"], present)
 
     def draw_named(key, fn, *args, name):
         plan[key] = f"{name}.png"

@@ -259,6 +259,6 @@ def host_figures(t: dict, configs, draw) -> None:
     pr = probe_rows(t, configs)
     if pr.empty:
         return
-    from ..plots_host import host_split
+    from .plots.host import host_split
 
     draw(("host_split",), host_split, middle_rows(pr), list(PARTS.items()), name="host_split")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+
 from ..ops import order_ops
-from .markdown import f_num, fence, md_code, md_escape
+from .markdown import f_num, fence, md_code, md_escape, md_table
 
 
 def methods(t: dict, configs) -> list[dict]:
@@ -137,10 +139,15 @@ def host_summary(prov, cfgs) -> str:
     return f"{host}, {_uniq(recs, host_cpu)}, 1-min load {load} over the repeats"
 
 
-def methods_compact(t: dict, configs) -> dict:
-    """Methods in one table (one row per config) plus the blocks configs share, printed once each."""
-    prov = t["provenance"]
+def methods_context(t: dict, configs) -> dict:
+    """``methods``: per config its Methods list; ``methods_compact``: the same as one table and shared blocks."""
     full = methods(t, configs)
+    m = methods_compact(full)
+    return dict(methods=full, methods_compact=dict(table=md_table(pd.DataFrame(m["rows"])), blocks=m["blocks"]))
+
+
+def methods_compact(full: list[dict]) -> dict:
+    """Methods (:func:`methods`) in one table (one row per config) plus the blocks configs share, printed once each."""
     cols = (
         "timing method",
         "repeats",
@@ -171,5 +178,4 @@ def methods_compact(t: dict, configs) -> dict:
             if text:
                 shared.setdefault((label, text), []).append(m["config"])
     blocks = [{"label": k[0], "text": k[1], "configs": ", ".join(v)} for k, v in shared.items()]
-    del prov
     return {"rows": rows, "blocks": blocks}

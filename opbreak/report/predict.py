@@ -288,10 +288,10 @@ def predict_context(t: dict, configs, pairs_decl, trace, figures: dict) -> dict:
 
 def predict_figures(t: dict, configs, draw, slug) -> None:
     """Predicted pies per config and the measured-vs-predicted totals; ``draw(key, fn, *args, name=)`` saves."""
-    from .. import plots_predict
+    from .plots.predict import predicted_pie, predicted_totals
 
     have = drawable_configs(t, configs)
     for c in have:
-        draw(("predicted_pie", c), plots_predict.predicted_pie, t["predicted"], c, name=f"predicted_pie_{slug(c)}")
+        draw(("predicted_pie", c), predicted_pie, t["predicted"], c, name=f"predicted_pie_{slug(c)}")
     if have:
-        draw("predicted_totals", plots_predict.predicted_totals, t["predicted_phases"], have, name="predicted_totals")
+        draw("predicted_totals", predicted_totals, t["predicted_phases"], have, name="predicted_totals")

@@ -32,11 +32,13 @@ def environment(template_dir):
     return env
 
 
-def render(paths: dict, out_md, fig_dir, configs, pairs_decl, study, template, params=None, declared=None) -> dict:
-    """Read tables, draw figures, render the template to ``out_md``; returns stage timings (s)."""
+def render(paths: dict, out_md, fig_dir, configs, pairs_decl, study, template, params: dict, declared=None) -> dict:
+    """Read tables, draw figures, render the template to ``out_md``; returns stage timings (s).
+
+    ``params``: the study's ``unstable_cv`` and ``ratio_flag``, as rules/report.smk passes them from the
+    config (defaults in config/schema/config.schema.yaml)."""
     from ..io import atomic_write_text
 
-    params = params or {}
     timings = {}
     t0 = time.perf_counter()
     t = read_tables(paths)
@@ -44,7 +46,7 @@ def render(paths: dict, out_md, fig_dir, configs, pairs_decl, study, template, p
     out_md, fig_dir = Path(out_md), Path(fig_dir)
     rel = Path(_relpath(fig_dir, out_md.parent)).as_posix()
     t1 = time.perf_counter()
-    figs = make_figures(t, configs, pairs_decl, fig_dir, float(params.get("unstable_cv", 0.1)), rel)
+    figs = make_figures(t, configs, pairs_decl, fig_dir, float(params["unstable_cv"]), rel)
     timings["figures"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     ctx = build_context(t, configs, pairs_decl, study, figs, params, declared)

@@ -1,21 +1,15 @@
-"""Figures of the decode truth: the phase split per rank, and per-rank op time in both views.
-
-Same conventions as :mod:`opbreak.plots`: tidy tables in, one PNG out, a "no data"
-panel instead of an exception, only table values drawn.
-"""
+"""Decode truth: the phase split per rank, and per-rank op time in both views (wall and GPU-busy)."""
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import to_rgb
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from .ops import OPS  # noqa: E402
-from .plots import _no_data, _save, op_color  # noqa: E402
+from ...ops import OPS
+from .common import no_data, op_color, save
 
 PART_COLORS = {"compute": "#1f77b4", "transfer": "#d62728", "wait": "#ff9896", "host_idle": "#bbbbbb"}
 PART_NAMES = {
@@ -33,8 +27,8 @@ def phase_split(ps: pd.DataFrame, configs, phase: str, path):
     d = d.assign(order=d["config"].map({c: i for i, c in enumerate(configs)})).sort_values(["order", "rank"])
     fig, ax = plt.subplots(figsize=(9, 0.5 * max(len(d), 2) + 1.6))
     if d.empty:
-        _no_data(ax, "no CUPTI kernel steps (kernel_steps: 0 or no GPU)")
-        _save(fig, path)
+        no_data(ax, "no CUPTI kernel steps (kernel_steps: 0 or no GPU)")
+        save(fig, path)
         return
     y = np.arange(len(d))[::-1]
     left = np.zeros(len(d))
@@ -48,7 +42,7 @@ def phase_split(ps: pd.DataFrame, configs, phase: str, path):
     ax.margins(x=0.03)
     ax.set_title(f"Where a {phase} step goes, per rank: GPU busy, collectives, GPU idle for the host", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(d), 2)), ncol=2, fontsize=8, frameon=False)
-    _save(fig, path)
+    save(fig, path)
 
 
 def rank_ops(ro: pd.DataFrame, cfg: str, phase: str, path):
@@ -56,8 +50,8 @@ def rank_ops(ro: pd.DataFrame, cfg: str, phase: str, path):
     d = ro[(ro["config"] == cfg) & (ro["phase"] == phase) & ro["op"].isin(OPS)]
     fig, ax = plt.subplots(figsize=(10, 3.8))
     if d.empty:
-        _no_data(ax)
-        _save(fig, path)
+        no_data(ax)
+        save(fig, path)
         return
     ops = [o for o in OPS if o in set(d["op"])]
     ranks = sorted(int(r) for r in d["rank"].unique())
@@ -91,10 +85,9 @@ def rank_ops(ro: pd.DataFrame, cfg: str, phase: str, path):
     ax.set_ylabel(f"{phase} time, ms (symlog)")
     ax.set_title(f"{cfg} {phase}: every rank, wall vs GPU-busy per op (measured; lighter = higher rank)", fontsize=10)
     ax.legend(handles=handles, fontsize=7, ncol=len(ranks), frameon=False)
-    _save(fig, path)
+    save(fig, path)
 
 
 def _shade(hex_color: str, k: float):
-    from matplotlib.colors import to_rgb
-
+    """The colour lightened towards white (k = 1: unchanged): a lighter shade per higher rank."""
     return tuple(1 - (1 - c) * k for c in to_rgb(hex_color))

@@ -1,18 +1,12 @@
-"""Figure of the decode probe: one decode step split on the host clock, per config and rank.
-
-Same conventions as :mod:`opbreak.plots`: tidy tables in, one PNG out, only table values drawn.
-"""
+"""The decode probe: one decode step split on the host clock, per config and rank."""
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .plots import _no_data, _save  # noqa: E402
+from .common import no_data, save
 
 COLORS = ["#8c564b", "#ff7f0e", "#d62728", "#bbbbbb", "#2ca02c"]
 
@@ -23,8 +17,8 @@ def host_split(mid: pd.DataFrame, parts: list, path):
     d = mid[mid["step_ms"].notna()]
     fig, ax = plt.subplots(figsize=(9.5, 0.55 * max(len(d), 2) + 1.8))
     if d.empty:
-        _no_data(ax, "no probed decode steps (decode_graph: false)")
-        _save(fig, path)
+        no_data(ax, "no probed decode steps (decode_graph: false)")
+        save(fig, path)
         return
     y = np.arange(len(d))[::-1]
     left = np.zeros(len(d))
@@ -44,4 +38,4 @@ def host_split(mid: pd.DataFrame, parts: list, path):
     ax.set_title("One decode step from the host's side, and its layer stack without the host", fontsize=10)
     ax.margins(x=0.03)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.3 / max(len(d), 2)), ncol=2, fontsize=8, frameon=False)
-    _save(fig, path)
+    save(fig, path)

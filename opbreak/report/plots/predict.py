@@ -7,12 +7,13 @@ values (where a config has them) solid beside them.
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from .ops import OPS, PHASES
-from .plots import OTHER_COLOR, PIE_LABEL_MIN, PIE_MIN_SHARE, _save, _short, op_color, plt
+from ...ops import OPS, PHASES
+from .common import OTHER_COLOR, PIE_LABEL_MIN, PIE_MIN_SHARE, op_color, save, short
 
 HATCH = "//"
 
@@ -52,11 +53,11 @@ def predicted_pie(pred: pd.DataFrame, config: str, path):
     handles.append(Patch(facecolor=OTHER_COLOR, label=f"other (< {100 * PIE_MIN_SHARE:.0f}% each)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=9, frameon=False)
     fig.suptitle(
-        f"PREDICTED operator shares: {_short(config, 50)}\n(roofline time / efficiency: predictions, not measurements)",
+        f"PREDICTED operator shares: {short(config, 50)}\n(roofline time / efficiency: predictions, not measurements)",
         fontsize=12,
     )
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
-    _save(fig, path)
+    save(fig, path)
 
 
 def predicted_totals(phases: pd.DataFrame, configs, path):
@@ -110,7 +111,7 @@ def predicted_totals(phases: pd.DataFrame, configs, path):
                     color="#666666",
                     rotation=90,
                 )
-        ax.set_xticks(x, [_short(c, 22) for c in configs], rotation=35, ha="right", fontsize=8)
+        ax.set_xticks(x, [short(c, 22) for c in configs], rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("phase time per rank [ms]")
         ax.set_title(f"{phase}: measured vs PREDICTED")
         ax.grid(axis="y", alpha=0.3, which="both")
@@ -121,4 +122,4 @@ def predicted_totals(phases: pd.DataFrame, configs, path):
             labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    _save(fig, path)
+    save(fig, path)
