@@ -31,7 +31,9 @@ import sys
 
 import pandas as pd
 
+from . import transport
 from .contract import NCCL_TESTS_COLUMNS
+from .io import atomic_write_text, write_csv_atomic
 
 _VERSION = re.compile(r"^#\s*nccl-tests version (\S+)")
 _SETUP = re.compile(r"^#\s*nThread (\d+) nGpus (\d+) .*?warmup iters: (\d+) iters: (\d+)")
@@ -241,9 +243,6 @@ def main(argv=None):
         print(meta)
         print(df.to_string(index=False))
         return
-    from . import transport
-    from .io import atomic_write_text, write_csv_atomic
-
     if args.cmd == "build":
         import json
 

@@ -15,6 +15,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+from .hardware import load_catalog, match_device_name
+
 ENV_KEYS = (
     "CUDA_VISIBLE_DEVICES",
     "CUDA_LAUNCH_BLOCKING",
@@ -101,8 +103,6 @@ def preflight(spec):
 
         if not torch.cuda.is_available():
             raise HardwareMismatch(_no_cuda(spec, "torch.cuda.is_available() is False"))
-        from .hardware import load_catalog, match_device_name
-
         names = visible_devices(spec)
         if len(names) < len(ids):
             raise HardwareMismatch(

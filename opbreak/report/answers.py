@@ -30,6 +30,8 @@ from .evidence import KEYS, EvidenceLog
 from .host import answer_sentences
 from .markdown import bold, f_ms, f_pct, finite, md_code, md_escape, md_table
 from .methods import host_summary
+from .predict import pair_sentences as predicted_pair_sentences
+from .predict import predicted_configs
 from .tables import NOT_OPS
 
 MAX_PAIRS = 8  # pair sentences on the first screen; further pairs are in Comparisons
@@ -205,9 +207,6 @@ def answers_context(t: dict, configs, present, pairs_decl, specs: dict, ratio_fl
     why = why_not_faster(
         split_medians(t), [p for p in pairs_decl if p["a"] in present and p["b"] in present], specs_tp, log
     )
-    from .predict import pair_sentences as predicted_pair_sentences
-    from .predict import predicted_configs
-
     pred = predicted_configs(t)
     paper = [c for c in configs if c not in present and c in pred]
     paper_pairs = [p for p in pairs_decl if p["a"] in paper or p["b"] in paper][:MAX_PAIRS]
