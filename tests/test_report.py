@@ -259,3 +259,16 @@ def test_methods_show_modeled_ops_and_layer_scaling(run, tmp_path):
     )
     assert any(s.topic == "modeled" and "`all_reduce`" in s.text for s in ctx["sentences"])
     assert "modeled" in ctx["per_config"][1]["phases"][0]["table"]
+    # the first screen says the depth: scaled numbers above, the probe's stack as run
+    depth = ctx["answers"]["depth"]
+    assert "t2 ran 2 of 80 layers" in depth and "× 40" in depth and "2-layer stack as run" in depth
+    assert "t1" not in depth
+
+
+def test_depth_note_only_for_truncated_configs():
+    from opbreak.report.answers import depth_note
+
+    specs = {"a": dict(num_layers=4, model_layers=32), "b": dict(num_layers=32, model_layers=32), "c": {}}
+    assert depth_note(specs, ["b", "c"]) == ""
+    note = depth_note(specs, ["a", "b"])
+    assert note.startswith("a ran 4 of 32 layers") and "× 8" in note and note.count(" ran ") == 1

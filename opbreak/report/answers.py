@@ -200,6 +200,24 @@ def predicted_where_table(t: dict, configs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def depth_note(specs: dict, present) -> str:
+    """Which measured configs ran fewer layers than their model has, and what that means for the numbers
+    on the first screen: the aggregate step scales per-layer ops to the model's depth, the decode probe
+    (host split, graph replay) is the stack as run. Empty when every config ran its whole model."""
+    groups = {}
+    for c in present:
+        s = specs.get(c) or {}
+        ran, depth = s.get("num_layers"), s.get("model_layers")  # recorded specs; older records may lack them
+        if ran and depth and ran < depth:
+            groups.setdefault((ran, depth), []).append(md_escape(c))
+    return " ".join(
+        f"{', '.join(cs)} ran {ran} of {depth} layers: shares, speedups and per-step times are scaled to "
+        f"{depth} layers (per-layer ops × {depth / ran:g}, aggregate step); decode without the host is the "
+        f"{ran}-layer stack as run."
+        for (ran, depth), cs in sorted(groups.items())
+    )
+
+
 def answers_context(t: dict, configs, present, pairs_decl, specs: dict, ratio_flag: float, log: EvidenceLog) -> dict:
     """The answers section's context (see the module docstring); pure (no I/O). ``ratio_flag``: the study's."""
     pairs = pair_answers(t, pairs_decl, present, ratio_flag, log, specs)
@@ -214,6 +232,7 @@ def answers_context(t: dict, configs, present, pairs_decl, specs: dict, ratio_fl
         predicted_where=md_table(predicted_where_table(t, paper)) if paper else "",
         predicted_pairs=predicted_pair_sentences(t, paper_pairs, log) if paper_pairs else [],
         any=bool(present),
+        depth=depth_note(specs, present),
         where=md_table(where_table(t, present)) if present else "",
         pairs=pairs,
         more_pairs=sum(1 for p in pairs_decl if p["a"] in present and p["b"] in present) > len(pairs),
