@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
 from ...ops import OP_COLORS
@@ -46,6 +47,16 @@ def save(fig, path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
+
+
+def stacked_barh(ax, y, parts, **bar):
+    """Horizontal bars stacked left to right at ``y``: ``parts`` = [(values, label, colour), ...]; a
+    missing value (NaN) adds nothing."""
+    left = np.zeros(len(y))
+    for values, label, color in parts:
+        v = np.nan_to_num(np.asarray(values, dtype=float))
+        ax.barh(y, v, left=left, color=color, label=label, edgecolor="white", linewidth=0.5, **bar)
+        left += v
 
 
 def no_data(ax, what="no data"):

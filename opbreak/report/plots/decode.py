@@ -9,7 +9,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 
 from ...ops import OPS
-from .common import no_data, op_color, save
+from .common import no_data, op_color, save, stacked_barh
 
 PART_COLORS = {"compute": "#1f77b4", "transfer": "#d62728", "wait": "#ff9896", "host_idle": "#bbbbbb"}
 PART_NAMES = {
@@ -31,11 +31,7 @@ def phase_split(ps: pd.DataFrame, configs, phase: str, path):
         save(fig, path)
         return
     y = np.arange(len(d))[::-1]
-    left = np.zeros(len(d))
-    for part, color in PART_COLORS.items():
-        v = d[f"{part}_per_step_ms"].fillna(0).to_numpy()
-        ax.barh(y, v, left=left, color=color, label=PART_NAMES[part], edgecolor="white", linewidth=0.5)
-        left += v
+    stacked_barh(ax, y, [(d[f"{p}_per_step_ms"], PART_NAMES[p], color) for p, color in PART_COLORS.items()])
     ax.set_yticks(y, [f"{c}  rank {int(r)}" for c, r in zip(d["config"], d["rank"])], fontsize=8)
     unit = "ms per step" if phase == "decode" else "ms"
     ax.set_xlabel(f"{phase} wall time, {unit} (median over repeats; measured)")

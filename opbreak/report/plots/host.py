@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .common import no_data, save
+from .common import no_data, save, stacked_barh
 
 COLORS = ["#8c564b", "#ff7f0e", "#d62728", "#bbbbbb", "#2ca02c"]
 
@@ -21,11 +21,7 @@ def host_split(mid: pd.DataFrame, parts: list, path):
         save(fig, path)
         return
     y = np.arange(len(d))[::-1]
-    left = np.zeros(len(d))
-    for (col, label), color in zip(parts, COLORS):
-        v = d[col].fillna(0).to_numpy()
-        ax.barh(y + 0.12, v, height=0.55, left=left, color=color, label=label, edgecolor="white", linewidth=0.5)
-        left += v
+    stacked_barh(ax, y + 0.12, [(d[col], label, color) for (col, label), color in zip(parts, COLORS)], height=0.55)
     ax.barh(y - 0.3, d["replay_ms"].fillna(0), height=0.18, color="#1f77b4", label="layer stack, CUDA-graph replay")
     ax.scatter(d["plain_ms"], y + 0.12, marker="|", s=400, color="black", label="plain step (timed run)", zorder=3)
     if "near_plain_ms" in d:
