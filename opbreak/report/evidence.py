@@ -65,6 +65,12 @@ class EvidenceLog:
         return s
 
 
+def _key_text(v) -> str:
+    """A row key's value as a reader finds it in the CSV: a whole number read back as float (rank 1.0,
+    size 4096.0: the report reads every non-text column as float) is shown whole."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
 # Row key of each citable table: the columns that name one row.
 KEYS = {
     "ops_summary": ("config", "phase", "op"),
@@ -83,7 +89,7 @@ def evidence_context(log: EvidenceLog) -> dict:
         {
             "id": f'<a id="{e.id.lower()}"></a>{e.id}',
             "table": md_code(TABLE_PATHS[e.table]),
-            "row": md_escape(", ".join(f"{k}={v}" for k, v in e.key.items())),
+            "row": md_escape(", ".join(f"{k}={_key_text(v)}" for k, v in e.key.items())),
             "column": md_code(e.column),
             "value": md_code(repr(e.value)),
             "shown": md_escape(e.shown),
