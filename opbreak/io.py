@@ -1,4 +1,4 @@
-"""Atomic file writes (a reader sees the old file or the whole new one, never half), and reading measure outputs."""
+"""Atomic file writes (a reader sees the old file or the whole new one, never half), and a free local port."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-
-import pandas as pd
 
 
 def atomic_write_text(path, text: str):
@@ -31,13 +29,6 @@ def atomic_write_text(path, text: str):
 
 def write_csv_atomic(df, path):
     atomic_write_text(path, df.to_csv(index=False))
-
-
-def read_measured(paths, columns, configs) -> pd.DataFrame:
-    """Concatenate measure outputs of the configs that have data (failure records are empty)."""
-    frames = [pd.read_csv(p) for p in paths]
-    frames = [f for f in frames if len(f) and f["config"].iloc[0] in configs]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def free_port() -> int:
