@@ -135,6 +135,15 @@ def test_every_cited_number_is_the_table_cell(run):
         assert e["shown"] in shown, (eid, e["shown"], shown)
 
 
+def test_evidence_ids_are_numbered_as_a_reader_meets_them(run):
+    """E1, E2, ... in the order the body first cites them (the Evidence table lists them in that order)."""
+    wf, _ = run
+    md = (wf / "report/all.md").read_text()
+    body = md.split("\n## Evidence", 1)[0]
+    first = list(dict.fromkeys(int(i) for i in re.findall(r"\[E(\d+)\]\(#e\d+\)", body)))
+    assert len(first) >= 10 and first == sorted(first), first[:40]
+
+
 def test_every_number_in_a_sentence_is_cited(run):
     wf, cfg = run
     md = (wf / "report/all.md").read_text()

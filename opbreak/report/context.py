@@ -74,7 +74,9 @@ def section_status(d: ReportData) -> dict:
 
 
 def section_conclusions(d: ReportData) -> dict:
-    """The generated sentences (drawn before any section, so evidence ids follow the conclusions' order)."""
+    """The generated sentences (see :mod:`.conclusions`); kept on ``d`` for the Comparisons, which show a
+    pair's sentences again."""
+    d.sentences = generate_conclusions(d.t, d.configs, d.pairs_decl, d.log)
     return dict(sentences=d.sentences)
 
 
@@ -124,7 +126,7 @@ def section_methods(d: ReportData) -> dict:
 
 
 def section_answers(d: ReportData) -> dict:
-    """The answers on one screen (see :mod:`.answers`); drawn first, so its evidence ids come first."""
+    """The answers on one screen (see :mod:`.answers`)."""
     answers = answers_context(d.t, d.configs, d.present, d.pairs_decl, d.specs(), float(d.params["ratio_flag"]), d.log)
     return dict(answers=answers)
 
@@ -134,14 +136,13 @@ def section_evidence(d: ReportData) -> dict:
     return evidence_context(d.log)
 
 
-# Build order, not the report's display order (the template sets that: Answers, Summary, Predictions and the
-# seed, Conclusions, per config, Decode truth, host, Comparisons, totals, Stability, Theory, Methods, Evidence).
-# Evidence ids are numbered as cells are first cited: the answers (built first, in build_context), the
-# conclusions, then the sections below that cite (decode, host, predict), so the Predictions section's ids,
-# shown second, come after those of Decode truth and host. Evidence comes last: it lists every id.
+# The report's sections in display order (the template's): a cell gets its evidence id when first cited, so
+# building in this order numbers the ids as a reader meets them. Evidence comes last: it lists every id.
 SECTIONS = (
+    section_answers,
     section_header,
     section_status,
+    section_predict,
     section_conclusions,
     section_per_config,
     section_decode,
@@ -150,7 +151,6 @@ SECTIONS = (
     section_stability,
     section_theory,
     section_allreduce,
-    section_predict,
     section_methods,
     section_evidence,
 )
@@ -164,8 +164,7 @@ def build_context(
     log = EvidenceLog()
     present = [c for c in configs if c in set(t["ops_summary"]["config"])]
     data = ReportData(t, configs, present, pairs_decl, study, figures, params, log, [], declared)
-    ctx = section_answers(data)
-    data.sentences = generate_conclusions(t, configs, pairs_decl, log)
+    ctx = {}
     for section in SECTIONS:
         ctx.update(section(data))
     return ctx
