@@ -98,7 +98,8 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
     n_before = len(errs)
     _check_name(where, name, seen, errs)
     c = merged(config, entry)
-    _check_sizes(where, c, errs)
+    own_repeats = "repeats" in entry or "repeats" in (config.get("defaults") or {})
+    _check_sizes(where, c, errs, own_repeats)
     m = _model_of(where, c, models, config, errs)
     if m is None:
         return
@@ -135,14 +136,15 @@ def _check_name(where, name, seen, errs):
     seen.add(name)
 
 
-def _check_sizes(where, c, errs):
-    """The static batch's sizes (no schema default: every config sets them) and its repeats."""
+def _check_sizes(where, c, errs, own_repeats):
+    """The static batch's sizes (no schema default: every config sets them) and its repeats (when the
+    config sets them: a study-level value is the schema's to refuse, once)."""
     for f in ("batch", "input_len", "output_len"):
         if f not in c:
             errs.append(f"{where}.{f}: missing; set a positive integer")
         elif not isinstance(c[f], int) or c[f] <= 0:
             errs.append(f"{where}.{f}: {c[f]!r} must be a positive integer")
-    if c["repeats"] < 1:
+    if own_repeats and c["repeats"] < 1:
         errs.append(f"{where}.repeats: {c['repeats']} must be >= 1")
 
 

@@ -295,3 +295,10 @@ def test_snakemake_reports_every_problem_before_any_job(workflow_copy, tiny_conf
     assert "configs[0] ('t1').batch_size: unknown field; did you mean 'batch'?" in out, out[-3000:]
     assert "pairs[0].b: 't2' is also a" in out, out[-3000:]
     assert not (workflow_copy / "results").exists()
+
+
+def test_a_bad_study_level_value_is_reported_once(tiny_config):
+    """repeats: 0 at the top is one error, not one more per config that inherits it."""
+    tiny_config["repeats"] = 0
+    errs = check(tiny_config, catalog=CATALOG)
+    assert [e for e in errs if "repeats" in e] == ["repeats: 0 is less than the minimum of 1"], errs
