@@ -70,9 +70,9 @@ def aggregate(inputs, specs: dict, unstable_cv: float):
         names = dict(ops=ops_p, steps=steps_p, prov=prov_p, collectives=paths[3] if len(paths) > 3 else None)
         prov, ops, steps, coll = read_measurement(None, spec, names=names)
         if prov.get("status") == "failed":  # the measure job's last attempt failed: reported, not measured
-            failures.append(
-                dict(config=prov["config"], repeat=prov["repeat"], error=prov.get("error", ""), path=str(prov_p))
-            )
+            # the error, and where the store holds this config under another spec (measure._failed)
+            error = "; ".join(x for x in (prov.get("error", ""), prov.get("other_specs", "")) if x)
+            failures.append(dict(config=prov["config"], repeat=prov["repeat"], error=error, path=str(prov_p)))
             continue
         ops, steps = scale_layers(ops, steps, spec)
         steps["phase_added_ms"] = _phase_added_ms(ops, steps, spec)

@@ -197,6 +197,7 @@ def _failed(args, spec, out, started, error, kind="error"):
         store.restore(entry, out, note)
         return None
     print(f"measure failed on its last attempt, recording the failure: {error}", file=sys.stderr)
+    hint = store.other_specs_hint(args.store, spec) if args.store else ""  # kept, and named
     for name, df in zip(MEASURE_OUTPUTS, tables(spec, args.repeat, [])):
         write_csv_atomic(df, out / name)
     prov = dict(
@@ -210,6 +211,9 @@ def _failed(args, spec, out, started, error, kind="error"):
         finished=dt.datetime.now(dt.timezone.utc).isoformat(),
         host=socket.gethostname(),
     )
+    if hint:
+        print(hint, file=sys.stderr)
+        prov["other_specs"] = hint
     atomic_write_text(out / "provenance.json", provenance.dumps(prov))
 
 

@@ -39,6 +39,7 @@ def failures(configs: dict, results="results/measure") -> list[dict]:
                         repeat=r,
                         kind=prov.get("failure_kind") or _kind(prov.get("error", "")),
                         reason=_one_line(prov.get("error", "no reason recorded")),
+                        other_specs=prov.get("other_specs", ""),
                     )
                 )
             elif isinstance(prov.get("rerun_failed"), dict):
@@ -83,7 +84,12 @@ def summarize(
     if fails:
         unexpected = [f for f in fails if not (expect_missing_hardware and f["kind"] == "missing_hardware")]
         lines.append(f"opbreak: {len(fails)} of {total} measurements failed:")
-        lines += [f"  FAILED {f['config']} rep{f['repeat']}: {f['reason']}" for f in fails]
+        hinted = set()  # the store's other specs of a config: the same for each of its repeats, said once
+        for f in fails:
+            lines.append(f"  FAILED {f['config']} rep{f['repeat']}: {f['reason']}")
+            if f.get("other_specs") and f["config"] not in hinted:
+                hinted.add(f["config"])
+                lines.append(f"    {f['config']}: {f['other_specs']}")
         if unexpected:
             code = 1
             if expect_missing_hardware:

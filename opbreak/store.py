@@ -38,7 +38,7 @@ from pathlib import Path
 
 from .checks import MeasureFileError, read_measurement
 from .contract import MEASURE_COLLECTIVES_COLUMNS
-from .identity import spec_hash
+from .identity import canonical, spec_diffs, spec_hash
 from .io import atomic_write_text
 
 DEFAULT_ROOT = "measurements"
@@ -80,6 +80,36 @@ def entries(root, config: str, h: str, repeat: int) -> list[Path]:
 def latest(root, config: str, h: str, repeat: int) -> Path | None:
     found = entries(root, config, h, repeat)
     return found[-1] if found else None
+
+
+def other_specs(root, spec: dict) -> list[dict]:
+    """The store's measurements of this config's name under other specs than ``spec``: per spec hash its
+    folder, how many repeats it holds and the measured fields that differ (why none is restored)."""
+    h, out = spec_hash(spec), []
+    for folder in sorted(p for p in Path(root, spec["name"]).glob("*") if p.is_dir() and p.name != h):
+        provs = sorted(folder.glob("rep*/*/provenance.json"))
+        if provs:
+            recorded = canonical(json.loads(provs[-1].read_text()).get("spec") or {})
+            reps = {p.parent.parent.name for p in provs}
+            out.append(dict(path=str(folder), repeats=len(reps), recorded=recorded, diffs=spec_diffs(recorded, spec)))
+    return out
+
+
+def other_specs_hint(root, spec: dict) -> str:
+    """One sentence for a config the store cannot restore although it holds measurements of that name:
+    the closest stored spec, where it is, and the fields that differ ('' when there is none)."""
+    others = other_specs(root, spec)
+    if not others:
+        return ""
+    best = min(others, key=lambda o: len(o["diffs"]))
+    now = canonical(spec)
+    shown = ", ".join(f"{k}: stored {best['recorded'].get(k)!r}, now {now.get(k)!r}" for k in best["diffs"][:4])
+    more = f" and {len(best['diffs']) - 4} more" if len(best["diffs"]) > 4 else ""
+    also = f"; {len(others) - 1} other stored spec(s) of it too" if len(others) > 1 else ""
+    return (
+        f"the store holds {best['repeats']} repeat(s) of {spec['name']!r} under another spec ({best['path']}: "
+        f"{shown}{more}{also}); set those fields back to use them"
+    )
 
 
 def _read_only(path: Path):

@@ -67,6 +67,16 @@ if workflow.is_main_process:
 STORED = store.stored_repeats(
     STORE, SPECS, {c: range(CONFIGS[c]["repeats"]) for c in CONFIGS}
 )
+# Said at the start, before any job: a config measured anew although the store holds it under
+# another spec (a changed field) names that spec and the fields, so nothing measured goes unseen.
+if workflow.is_main_process:
+    for _c in CONFIGS:
+        if _c not in REMEASURE and any(
+            (_c, r) not in STORED for r in range(CONFIGS[_c]["repeats"])
+        ):
+            _hint = store.other_specs_hint(STORE, SPECS[_c])
+            if _hint:
+                print(f"note: {_c} will be measured: {_hint}", file=sys.stderr)
 
 
 wildcard_constraints:

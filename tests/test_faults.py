@@ -236,7 +236,11 @@ def test_a_failed_rerun_of_a_changed_spec_loses_nothing_and_is_loud(run_copy):
     edit(wf, lambda c: (c.update(retries=0), c["configs"][0].update(timeout_s=1, output_len=100000)))
     p = run(wf, TARGET)
     assert p.returncode == 1, tail(p, 30)
-    assert "FAILED t1 rep0: config 't1': timed out after 1 s" in tail(p)
+    assert "FAILED t1 rep0: config 't1': timed out after 1 s" in tail(p, 12)
+    # said before any job and again under the failure: the store holds t1 under the old spec
+    hint = "the store holds 1 repeat(s) of 't1' under another spec"
+    assert f"note: t1 will be measured: {hint}" in p.stderr and "output_len: stored 4, now 100000" in p.stderr
+    assert f"    t1: {hint}" in tail(p, 12)
     after = stored_files(wf)
     assert all(after.get(k) == v for k, v in before.items()), "a stored measurement changed or vanished"
     # back to the old spec: the stored measurement comes back, nothing is measured
