@@ -4,7 +4,8 @@
 # are installed into /tmp/site first. GPU studies run through snakemake, as a user runs them.
 # Stages: info test smoke1 (one GPU) smoke2 (two GPUs; H100 configs) studyA studyB (the two-H100 study), and
 # for H200 hosts: smoke_h200 (decode probe, host setups), two_gpu_h200 (config/studies/two-gpu-h200.yaml with
-# nccl-tests from .gpu/nccl-tests), single_gpu_h200 (the single-GPU study's H200 configs), sweep_methods.
+# nccl-tests from .gpu/nccl-tests), single_gpu_h200 (the single-GPU study's H200 configs), sweep_methods,
+# fault_h200 (a rank stopped, then killed, mid-run on real NCCL; bench/gpu_fault_h200.yaml).
 # Results land in $OUT as tarballs. docs/gpu-notes.md and the examples' READMEs say which stages ran when.
 set -o pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -44,6 +45,20 @@ for stage in "$@"; do
     single_gpu_h200) T=$(for c in h200-7b-tp1 h200-70b-etp4 h200-70b-etp8; do for r in 0 1 2; do echo results/measure/$c/rep$r/ops.csv; done; done)
             CFG=config/studies/single-gpu.yaml smk $T 2>&1 | tail -8
             tar czf "$OUT/single_gpu_h200.tgz" results/measure results/specs logs measurements;;
+    fault_h200) # bench/gpu_fault_h200.yaml: rank 1 of f-tp2 stopped (rep0), then killed (rep1), mid-run
+            CFG=bench/gpu_fault_h200.yaml smk report/all.md > "$OUT/fault.log" 2>&1 & SMK=$!
+            for rep in 0 1; do
+              sig=$([ $rep = 0 ] && echo STOP || echo KILL); m=""; rank1=""
+              for i in $(seq 1 400); do  # the measure process is the one whose children are the ranks
+                for m in $(pgrep -f "opbreak.measure --spec results/specs/f-tp2.json --repeat $rep"); do
+                  rank1=$(pgrep -P "$m" -f spawn_main | sort -n | sed -n 2p); [ -n "$rank1" ] && break; done
+                [ -n "$rank1" ] && break; sleep 0.5; done
+              sleep 12; t0=$(date +%s); kill -$sig "$rank1"; echo "rep$rep: SIG$sig to rank 1 (pid $rank1) $(date -u +%T)"
+              while kill -0 "$m" 2>/dev/null; do sleep 0.5; done; kill -CONT "$rank1" 2>/dev/null
+              echo "rep$rep: measure job ended $(( $(date +%s) - t0 )) s later; rank processes left: $(pgrep -f spawn_main | wc -l)"
+              nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; done
+            wait $SMK; echo "snakemake exit status $?"; tail -8 "$OUT/fault.log"
+            tar czf "$OUT/fault_h200.tgz" results logs report/all.md;;
     sweep_methods) python3 bench/sweep_methods.py --gpus 2 --sizes 4096 262144 1048576 16777216 268435456 | tee "$OUT/methods-nvlink.txt";;
     studyB) CFG=$STUDY timeout ${STUDY_TIMEOUT:-540} python3 -m snakemake report/all.md --profile profiles/local \
               --cores 1 --resources gpu=$(nvidia-smi -L | wc -l) --configfile $STUDY 2>&1 | tail -12
