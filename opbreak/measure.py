@@ -87,12 +87,26 @@ def _rank_main(rank, world, spec, port, outdir):
             dist.destroy_process_group()
     except SystemExit as e:  # a clear, expected failure (guard, OOM): message without a traceback
         print(f"error: {e}", file=sys.stderr)
-        sys.stderr.flush()
+        _rank_error(outdir, rank, str(e))
         os._exit(1)
-    except BaseException:
+    except BaseException as e:
         traceback.print_exc()
-        sys.stderr.flush()
+        _rank_error(outdir, rank, f"{type(e).__name__}: {e}")
         os._exit(1)
+
+
+def _rank_error(outdir, rank, text):
+    """The rank's reason, one line, where the measure process reads it for the job's failure message
+    (a collective that timed out, an out-of-memory, a guard), not only into the log."""
+    sys.stderr.flush()
+    line = " ".join(str(text).split())
+    Path(outdir, f"rank{rank}.error").write_text(line[:300])
+
+
+def _rank_reason(workdir, rank) -> str:
+    """' (<the rank's own error>)' where the rank wrote one, else ''."""
+    p = Path(workdir, f"rank{rank}.error")
+    return f" ({p.read_text()})" if p.exists() else ""
 
 
 def _die_with_parent():
@@ -137,7 +151,7 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
         while any(p.is_alive() for p in procs):
             for r, p in enumerate(procs):
                 if p.exitcode not in (None, 0):
-                    failed = f"rank {r} exited with code {p.exitcode}"
+                    failed = f"rank {r} exited with code {p.exitcode}{_rank_reason(workdir, r)}"
             if failed:
                 break
             if time.monotonic() > deadline:
@@ -146,7 +160,7 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
             time.sleep(0.05)
         for r, p in enumerate(procs):
             if not failed and p.exitcode not in (None, 0):
-                failed = f"rank {r} exited with code {p.exitcode}"
+                failed = f"rank {r} exited with code {p.exitcode}{_rank_reason(workdir, r)}"
     finally:
         for p in procs:
             if p.is_alive():

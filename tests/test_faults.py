@@ -8,6 +8,7 @@ interrupted Snakemake run resumed with --rerun-incomplete.
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -98,6 +99,8 @@ def test_hung_collective_times_out(tmp_path, tiny_config):
                 r.send_signal(signal.SIGCONT)
     assert p.returncode != 0
     assert time.monotonic() - t < 60, "not bounded by collective_timeout_s"
+    # the job's failure names the rank's own reason, not only its exit code
+    assert re.search(r"rank 0 exited with code 1 \(.*[Tt]imed out", log), log[-2000:]
     assert_no_output_and_no_orphans(out, ranks)
 
 
