@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -103,17 +104,21 @@ def _rank_error(outdir, rank, text):
     Path(outdir, f"rank{rank}.error").write_text(line[:300])
 
 
-def _rank_reason(workdir, rank) -> str:
-    """' (<the rank's own error>)' where the rank wrote one, else ''."""
+def _rank_failed(workdir, rank, code) -> str:
+    """Why rank ``rank`` ended: its exit code, the signal that ended it (SIGABRT: e.g. NCCL's watchdog
+    after a collective timeout; SIGKILL: killed from outside, e.g. out of host memory), and its own error
+    where it wrote one."""
+    how = f"exited with code {code}"
+    if code < 0 and -code in {s.value for s in signal.Signals}:
+        how += f" (killed by {signal.Signals(-code).name})"
     p = Path(workdir, f"rank{rank}.error")
-    return f" ({p.read_text()})" if p.exists() else ""
+    return f"rank {rank} {how}" + (f" ({p.read_text()})" if p.exists() else "")
 
 
 def _die_with_parent():
     """Linux: a rank gets SIGKILL when the measure process dies, so no orphan keeps a GPU."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:
@@ -127,7 +132,6 @@ def _rank_entry(*args):
 
 def _terminate_on_signals():
     """SIGTERM (scheduler preemption, snakemake abort) unwinds like Ctrl-C: ranks are killed."""
-    import signal
 
     def handler(signum, frame):
         raise SystemExit(f"measure: received signal {signum}; ranks killed, no output written")
@@ -151,7 +155,7 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
         while any(p.is_alive() for p in procs):
             for r, p in enumerate(procs):
                 if p.exitcode not in (None, 0):
-                    failed = f"rank {r} exited with code {p.exitcode}{_rank_reason(workdir, r)}"
+                    failed = _rank_failed(workdir, r, p.exitcode)
             if failed:
                 break
             if time.monotonic() > deadline:
@@ -160,7 +164,7 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
             time.sleep(0.05)
         for r, p in enumerate(procs):
             if not failed and p.exitcode not in (None, 0):
-                failed = f"rank {r} exited with code {p.exitcode}{_rank_reason(workdir, r)}"
+                failed = _rank_failed(workdir, r, p.exitcode)
     finally:
         for p in procs:
             if p.is_alive():

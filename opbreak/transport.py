@@ -23,6 +23,10 @@ TRANSPORTS = {
 }
 # NVLink multicast (NVLS) can take a shared host's GPUs down: off in every job we start.
 SAFETY_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+# On a collective timeout (collective_timeout_s), torch's NCCL watchdog aborts the rank at once instead of
+# first waiting 60 s for a debug dump nobody reads: on 2 x H200 a stopped peer ended the job 91 s after it
+# stopped, 30 s of them the timeout. Set only where the user has not set them (to get the dump, set them).
+FAIL_FAST_ENV = {"TORCH_NCCL_DUMP_ON_TIMEOUT": "0", "TORCH_NCCL_WAIT_TIMEOUT_DUMP_MILSEC": "0"}
 _VIA = re.compile(r"Channel \d+(?:/\d+)? ?: \d+\[[^\]]*\] -> \d+\[[^\]]*\] via (\S+)")
 
 
@@ -40,6 +44,8 @@ def apply(transport: str, log_dir: str | None = None) -> dict:
         env.update(NCCL_DEBUG="INFO", NCCL_DEBUG_SUBSYS="INIT", NCCL_DEBUG_FILE=os.path.join(log_dir, "nccl.%h.%p.log"))
     for k, v in env.items():
         os.environ[k] = v
+    for k, v in FAIL_FAST_ENV.items():
+        env[k] = os.environ.setdefault(k, v)
     return {k: v for k, v in env.items() if k != "NCCL_DEBUG_FILE"}
 
 

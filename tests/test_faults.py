@@ -80,7 +80,7 @@ def test_killed_rank_fails_the_job_fast(tmp_path, tiny_config):
     log, _ = p.communicate(timeout=60)
     assert p.returncode != 0
     assert time.monotonic() - t < 30
-    assert "exited with code" in log and "no output written" in log, log[-2000:]
+    assert "exited with code -9 (killed by SIGKILL)" in log and "no output written" in log, log[-2000:]
     assert_no_output_and_no_orphans(out, ranks)
 
 
