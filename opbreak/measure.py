@@ -115,6 +115,24 @@ def _rank_failed(workdir, rank, code) -> str:
     return f"rank {rank} {how}" + (f" ({p.read_text()})" if p.exists() else "")
 
 
+def _any_failed(procs) -> bool:
+    return any(p.exitcode not in (None, 0) for p in procs)
+
+
+def _settle(procs, seconds):
+    """Give the other ranks up to ``seconds`` to end on their own, so the failure names them all."""
+    end = time.monotonic() + seconds
+    for p in procs:
+        p.join(max(0.0, end - time.monotonic()))
+
+
+def _failures(procs, workdir) -> list[str]:
+    """Every rank that ended badly on its own, those ended by a signal first: a killed or aborted rank
+    is usually the cause, its peers' errors (a connection reset, a collective timeout) the consequence."""
+    bad = sorted(((r, p.exitcode) for r, p in enumerate(procs) if p.exitcode not in (None, 0)), key=lambda x: x[1] >= 0)
+    return [_rank_failed(workdir, r, code) for r, code in bad]
+
+
 def _die_with_parent():
     """Linux: a rank gets SIGKILL when the measure process dies, so no orphan keeps a GPU."""
     try:
@@ -152,19 +170,14 @@ def launch(spec: dict, workdir: str, timeout_s: float) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     failed = None
     try:
-        while any(p.is_alive() for p in procs):
-            for r, p in enumerate(procs):
-                if p.exitcode not in (None, 0):
-                    failed = _rank_failed(workdir, r, p.exitcode)
-            if failed:
-                break
+        while any(p.is_alive() for p in procs) and not _any_failed(procs):
             if time.monotonic() > deadline:
                 failed = f"timed out after {timeout_s:.0f} s (job timeout_s)"
                 break
             time.sleep(0.05)
-        for r, p in enumerate(procs):
-            if not failed and p.exitcode not in (None, 0):
-                failed = _rank_failed(workdir, r, p.exitcode)
+        if failed is None and _any_failed(procs):
+            _settle(procs, seconds=2.0)  # a peer's own error follows a killed rank's within moments
+            failed = "; ".join(_failures(procs, workdir))
     finally:
         for p in procs:
             if p.is_alive():
