@@ -134,14 +134,6 @@ def match_device_name(catalog: Mapping, torch_name: str) -> str | None:
     return None
 
 
-def cpu_entry(catalog: Mapping, ceilings: Mapping | None = None) -> dict:
-    """The cpu entry with measured ceilings filled in (measured now if not given)."""
-    e = copy.deepcopy(dict(catalog.get("cpu") or {"measured": True, "names": ["cpu"]}))
-    e.update(dict(ceilings) if ceilings is not None else measure_cpu_ceilings())
-    e["key"] = "cpu"
-    return e
-
-
 def link_between(catalog: Mapping, gpu_key: str, topology: Mapping | str, ranks: int | Sequence) -> dict:
     """The link a ring all-reduce over ``ranks`` GPUs runs at: the slowest on the ring.
 

@@ -101,7 +101,8 @@ def _rank_error(outdir, rank, text):
     (a collective that timed out, an out-of-memory, a guard), not only into the log."""
     sys.stderr.flush()
     line = " ".join(str(text).split())
-    Path(outdir, f"rank{rank}.error").write_text(line[:300])
+    with contextlib.suppress(OSError):  # the exit code still reports the failure
+        Path(outdir, f"rank{rank}.error").write_text(line[:300])
 
 
 def _rank_failed(workdir, rank, code) -> str:

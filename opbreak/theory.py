@@ -304,17 +304,6 @@ def decode_step_costs(
     )
 
 
-def weight_bytes_per_forward(model: Mapping, *, tp: int, dtype_bytes: int) -> float:
-    """Weight bytes one rank reads per forward (excludes the embedding table, of
-    which only the looked-up rows are read). Used to show decode is weight-bound."""
-    s = _shard(model, tp)
-    h, d, L = s["h"], s["d"], s["L"]
-    per_layer = (
-        h * (s["q_r"] + 2 * s["kv_r"]) * d + s["q_r"] * d * h + 3 * h * s["inter_r"] + 2 * h  # two RMSNorm weights
-    )
-    return float((L * per_layer + h + s["vocab_r"] * h) * dtype_bytes)
-
-
 def vanilla_gpt_flops(model: Mapping, *, tokens: int) -> pd.DataFrame:
     """The seed's vanilla-GPT per-layer counts next to LLaMA's exact matmul counts.
 
@@ -432,15 +421,3 @@ def theoretical_ratio(op_row_a: Mapping, op_row_b: Mapping, hw_a=None, hw_b=None
         "roofline_speedup": tb / ta if ta > 0 else np.nan,
         "resource_speedup": ra / rb if rb > 0 and not np.isnan(ra) else np.nan,
     }
-
-
-def ratio_table(roof_a: pd.DataFrame, roof_b: pd.DataFrame) -> pd.DataFrame:
-    """Per-op theoretical ratios for a config pair (A over B), from two roofline tables."""
-    b = roof_b.set_index("op")
-    rows = []
-    for _, ra in roof_a.iterrows():
-        if ra["op"] not in b.index:
-            continue
-        r = theoretical_ratio(ra, b.loc[ra["op"]])
-        rows.append({"op": ra["op"], **r})
-    return pd.DataFrame(rows, columns=["op", "bound", "roofline_speedup", "resource_speedup"])

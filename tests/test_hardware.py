@@ -9,7 +9,6 @@ import yaml
 from conftest import ROOT
 from opbreak.hardware import (
     CatalogError,
-    cpu_entry,
     link_between,
     load_catalog,
     lookup_gpu,
@@ -118,12 +117,10 @@ def test_cpu_ceilings_must_not_be_typed(tmp_path):
         load_catalog(p)
 
 
-def test_measure_cpu_ceilings(cat):
+def test_measure_cpu_ceilings():
     c = measure_cpu_ceilings()
     assert 1e-3 < c["peak_tflops"] < 100 and 0.5 < c["mem_bw_GBps"] < 5000
-    e = cpu_entry(cat, c)
-    assert e["peak_tflops"] == c["peak_tflops"] and e["measured"] is True
-    assert math.isfinite(e["mem_bw_GBps"])
+    assert math.isfinite(c["mem_bw_GBps"]) and math.isfinite(c["peak_tflops"])
 
 
 TOPO_A40 = """\tGPU0\tGPU1\tGPU2\tGPU3\tCPU Affinity\tNUMA Affinity
