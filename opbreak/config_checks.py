@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from .config import ConfigError, load_model, load_yaml, merged, model_file_errors, schema_errors
+from .config import ConfigError, load_model, load_yaml, merged, model_file_errors, schema_errors, with_defaults
 from .memory import host_ram_gib, memory_estimate_gib
 from .weights import WeightsError, check_weights_dir
 
@@ -109,7 +109,7 @@ def _check_entry(config, i, entry, models, gpus, seen, errs, root):
     if c["gpu"] == "cpu":
         _check_on_cpu(where, c, errs)
     else:
-        _check_on_gpu(where, c, gpus, errs)
+        _check_on_gpu(where, c, gpus, with_defaults(config)["hardware_catalog"], errs)
     if len(errs) == n_before:  # sized only when nothing else is wrong with it
         _check_memory(where, c, m, gpus, errs)
     if c["emulate_tp"] and c["backend"] == "torch" and c["gpu"] == "cpu" and c["tp"] == 1:
@@ -188,12 +188,14 @@ def _check_on_cpu(where, c, errs):
         errs.append(f"{where}.timing: {c['timing']!r} needs CUDA; on gpu: cpu use perf_counter")
 
 
-def _check_on_gpu(where, c, gpus, errs):
+def _check_on_gpu(where, c, gpus, catalog_path, errs):
     """On GPUs: a GPU model of the catalog, one GPU per rank (one for emulated TP), listed once
     each, and a clock that sees asynchronous CUDA work."""
     gpu, tp = c["gpu"], c["tp"]
     if gpus and gpu not in gpus:
-        errs.append(f"{where}.gpu: unknown GPU model {gpu!r}; known: {sorted(gpus)} (config/hardware.yaml)")
+        near = difflib.get_close_matches(str(gpu), sorted(gpus), n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"known: {sorted(gpus)}"
+        errs.append(f"{where}.gpu: unknown GPU model {gpu!r}; {hint} (the GPUs of {catalog_path})")
     want = 1 if c["emulate_tp"] else tp
     if c["num_gpus"] != want:
         why = "emulated TP runs on one GPU" if c["emulate_tp"] else "one GPU per TP rank"

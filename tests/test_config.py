@@ -83,6 +83,11 @@ CASES = [
         ["('g').gpu", "unknown GPU model 'B300'", "hardware.yaml"],
     ),
     (
+        "gpu-typo",
+        lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(gpu="H100-SMX")]},
+        ["('g').gpu", "unknown GPU model 'H100-SMX'; did you mean 'H100-SXM'?"],
+    ),
+    (
         "gpu-ids-repeated",
         lambda c: {**c, "models": {**c["models"], "big": L70}, "configs": [gpu_cfg(tp=2, num_gpus=2, gpu_ids=[0, 0])]},
         ["('g').gpu_ids", "repeats a GPU id"],
