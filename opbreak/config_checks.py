@@ -194,7 +194,11 @@ def _check_on_gpu(where, c, gpus, catalog_path, errs):
     gpu, tp = c["gpu"], c["tp"]
     if gpus and gpu not in gpus:
         near = difflib.get_close_matches(str(gpu), sorted(gpus), n=1)
-        hint = f"did you mean {near[0]!r}?" if near else f"known: {sorted(gpus)}"
+        hint = (
+            f"did you mean {near[0]!r}?"
+            if near
+            else f"known: {sorted(gpus)}; a new GPU is an entry there with its device names, datasheet ceilings and sources"
+        )
         errs.append(f"{where}.gpu: unknown GPU model {gpu!r}; {hint} (the GPUs of {catalog_path})")
     want = 1 if c["emulate_tp"] else tp
     if c["num_gpus"] != want:
