@@ -197,7 +197,7 @@ def _check_on_gpu(where, c, gpus, catalog_path, errs):
         hint = (
             f"did you mean {near[0]!r}?"
             if near
-            else f"known: {sorted(gpus)}; a new GPU is an entry there with its device names, datasheet ceilings and sources"
+            else f"known: {sorted(gpus)}; a new GPU is an entry there (device names, datasheet ceilings, sources)"
         )
         errs.append(f"{where}.gpu: unknown GPU model {gpu!r}; {hint} (the GPUs of {catalog_path})")
     want = 1 if c["emulate_tp"] else tp
