@@ -3,12 +3,12 @@
 import pytest
 
 from conftest import ROOT
-from opbreak.config import merged, resolve
+from opbreak.config import load_model, merged, resolve
 from opbreak.config_checks import check
 from opbreak.memory import memory_estimate_gib
 
 CATALOG = {"gpus": {"H100-SXM": {"mem_GiB": 79.6}, "A40": {"mem_GiB": 44.5}}}
-L70 = dict(hidden_size=8192, intermediate_size=28672, num_layers=80, num_heads=64, num_kv_heads=8, vocab_size=32000)
+L70 = load_model("config/models/llama2-70b.yaml", "llama2-70b", root=ROOT)  # the shipped shapes
 
 
 def config_fields() -> list[str]:

@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from conftest import ROOT
+from opbreak.config import load_model
 from opbreak.ops import MODEL_OPS, SHARDED_OPS
 from opbreak.theory import (
     decode_step_costs,
@@ -14,28 +16,9 @@ from opbreak.theory import (
     vanilla_gpt_flops,
 )
 
-L7 = dict(
-    name="llama2-7b",
-    hidden_size=4096,
-    intermediate_size=11008,
-    num_layers=32,
-    num_heads=32,
-    num_kv_heads=32,
-    vocab_size=32000,
-    rms_eps=1e-5,
-    rope_theta=1e4,
-)
-L70 = dict(
-    name="llama2-70b",
-    hidden_size=8192,
-    intermediate_size=28672,
-    num_layers=80,
-    num_heads=64,
-    num_kv_heads=8,
-    vocab_size=32000,
-    rms_eps=1e-5,
-    rope_theta=1e4,
-)
+# The shipped model files (config/models/), not retyped shapes.
+L7 = load_model("config/models/llama2-7b.yaml", "llama2-7b", root=ROOT)
+L70 = load_model("config/models/llama2-70b.yaml", "llama2-70b", root=ROOT)
 
 
 def hf_shapes(m):
